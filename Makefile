@@ -1,0 +1,44 @@
+# fer-data: `make run` runs the whole pipeline (demo data when raw/ is empty); `make test` tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+export FER_RAW_DIR ?= $(CURDIR)/raw
+export FER_CURATED_DIR ?= $(CURDIR)/curated
+UI_PORT ?= 3000
+
+.PHONY: run test ui lint bench demo clean install
+
+install: $(STAMP)
+
+# facenet-pytorch 2.6.0 pins torch<2.3 and numpy<2 in its metadata but runs on current
+# releases of both, so it goes in after the project, without its dependencies.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0
+	touch $(STAMP)
+
+run: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	$(PY) -m fer_data.demo $(FER_RAW_DIR) --if-empty
+	$(PY) -m fer_data.run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+ui: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fer_data tests bench
+
+bench: $(STAMP)
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(DAGSTER_HOME)/storage $(DAGSTER_HOME)/history $(DAGSTER_HOME)/schedules

@@ -1,0 +1,11 @@
+"""The Dagster code location: composes assets and resources, nothing else."""
+
+from dagster import Definitions, load_assets_from_modules
+
+from fer_data.defs import ingest
+from fer_data.defs.resources import StorageResource
+
+defs = Definitions(
+    assets=load_assets_from_modules([ingest]),
+    resources={"storage_resource": StorageResource()},
+)

@@ -1,0 +1,3 @@
+from fer_data.demo import main
+
+main()

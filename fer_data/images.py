@@ -1,0 +1,111 @@
+"""Decoding source images into the lossless form every table stores (PNG bytes)."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm"}
+)
+
+# Below this many files a process pool costs more to start than it saves.
+PARALLEL_MIN = 2000
+
+
+class BadImage(ValueError):
+    """A file that cannot be decoded; `reason` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Encoded:
+    png: bytes
+    width: int
+    height: int
+
+
+def normalize_mode(image: Image.Image) -> Image.Image:
+    """Gray stays gray (palette and 16-bit gray become 8-bit L, as in some JAFFE TIFFs);
+    colour becomes RGB, or L when all three channels are equal."""
+    if image.mode == "L":
+        return image
+    if image.mode in ("1", "I;16", "I;16B", "I", "F"):
+        return _to_8bit_gray(image)
+    rgb = image.convert("RGB")
+    arr = np.asarray(rgb)
+    if np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2]):
+        return Image.fromarray(arr[..., 0])
+    return rgb
+
+
+def _to_8bit_gray(image: Image.Image) -> Image.Image:
+    arr = np.asarray(image, dtype=np.float64)
+    if image.mode == "1":
+        return Image.fromarray((arr * 255).astype(np.uint8))
+    hi = arr.max()
+    scale = 255.0 / hi if hi > 255 else 1.0
+    return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8))
+
+
+def encode_png(image: Image.Image | np.ndarray) -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes back to a uint8 array (H, W) or (H, W, 3)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im)
+
+
+def load_file(path: str | os.PathLike) -> Encoded:
+    """Decode one image file fully (truncation is caught here, not later) and re-encode it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = normalize_mode(im)
+    except FileNotFoundError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise BadImage("not_an_image", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImage("corrupt_image", f"{type(exc).__name__}: {exc}") from exc
+    if im.width < 8 or im.height < 8:
+        raise BadImage("too_small", f"{im.width}x{im.height} pixels")
+    return Encoded(encode_png(im), im.width, im.height)
+
+
+def safe_load(path: str | os.PathLike) -> Encoded | BadImage:
+    try:
+        return load_file(path)
+    except BadImage as exc:
+        return exc
+
+
+def load_many(paths: list[Path], workers: int | None = None) -> Iterator[Encoded | BadImage]:
+    """`load_file` over many files, in order; failures come back as `BadImage` values rather
+    than stopping the batch. Large batches use a process pool: decoding a 48x48 JPEG is mostly
+    Python overhead, which threads cannot spread over cores."""
+    workers = workers or os.cpu_count() or 1
+    if workers < 2 or len(paths) < PARALLEL_MIN:
+        yield from map(safe_load, paths)
+        return
+    context = multiprocessing.get_context("spawn")  # safe inside threaded hosts like Dagster
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(safe_load, paths, chunksize=256)

@@ -1,0 +1,120 @@
+"""Ingest stage: one dataset folder in its original layout -> a raw_images table and a rejects
+table, with every input accounted for."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from fer_data import schema
+from fer_data.readers import READERS, SOURCES, Reader, ReadOptions, Record
+from fer_data.readers.base import is_ignored, relpath, walk_files
+
+# Reject reasons that mean a broken input (as opposed to one skipped by design, such as a CK+
+# intermediate frame or a redundant video frame); on_bad_file=error fails on these.
+BAD_INPUT_REASONS = frozenset({"corrupt_image", "not_an_image", "too_small", "bad_pixel_count",
+                               "bad_pixels", "unknown_label", "unparsable_name", "corrupt_video",
+                               "bad_label_file"})
+
+
+class LayoutError(ValueError):
+    """The raw folder exists but holds nothing a reader recognises."""
+
+
+@dataclass
+class IngestResult:
+    dataset: str
+    records: pa.Table
+    rejects: pa.Table
+    reader: str | None
+    inputs: int
+    unaccounted: list[str] = field(default_factory=list)  # inputs with no record and no reject
+    unexpected: list[str] = field(default_factory=list)  # outcomes for no listed input
+    unused_files: list[str] = field(default_factory=list)  # files no reader looked at
+    note: str = ""
+
+    @property
+    def accounted(self) -> bool:
+        return not self.unaccounted and not self.unexpected
+
+    def rejects_by_reason(self) -> dict[str, int]:
+        return dict(Counter(self.rejects.column("reason").to_pylist()).most_common())
+
+    def labels(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.records.column("label").to_pylist()).items()))
+
+
+def expected_layouts(dataset: str) -> str:
+    return " or ".join(reader.layout for reader in READERS[dataset])
+
+
+def missing_note(dataset: str, folder: Path) -> str:
+    return (f"No data in {folder}. Expected layout: {expected_layouts(dataset)}. "
+            f"Source: {SOURCES[dataset]}")
+
+
+def describe_folder(folder: Path, limit: int = 8) -> str:
+    """A short inventory for error messages: top-level entries and file types."""
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    suffixes = Counter(p.suffix.lower() or "(none)" for p in walk_files(folder))
+    top = ", ".join(entries[:limit]) + (" ..." if len(entries) > limit else "")
+    kinds = ", ".join(f"{n} {s}" for s, n in suffixes.most_common(6))
+    return f"entries: {top}; files: {kinds or 'none'}"
+
+
+def choose_reader(dataset: str, folder: Path) -> Reader:
+    for reader in READERS[dataset]:
+        if reader.detect(folder):
+            return reader
+    raise LayoutError(
+        f"{folder} holds no {dataset} layout this pipeline knows ({describe_folder(folder)}). "
+        f"Expected: {expected_layouts(dataset)}."
+    )
+
+
+def ingest_dataset(raw_dir: Path, dataset: str, options: ReadOptions | None = None) -> IngestResult:
+    """Read raw/<dataset>/ with the first reader that recognises its layout.
+
+    Returns zero rows (with a note saying where to get the data) when the folder is absent or
+    empty; raises `LayoutError` when it holds something unrecognisable or raw_dir is not a folder.
+    """
+    options = options or ReadOptions()
+    raw_dir = Path(raw_dir)
+    if raw_dir.exists() and not raw_dir.is_dir():
+        raise LayoutError(f"raw data root {raw_dir} is not a directory (set FER_RAW_DIR)")
+    folder = raw_dir / dataset
+    if folder.exists() and not folder.is_dir():
+        raise LayoutError(f"{folder} is a file; expected a folder: {expected_layouts(dataset)}")
+    if not folder.is_dir() or not any(p for p in walk_files(folder) if not is_ignored(p)):
+        return IngestResult(dataset, _table([], schema.RAW_IMAGE), _table([], schema.REJECT),
+                            None, 0, note=missing_note(dataset, folder))
+
+    reader = choose_reader(dataset, folder)
+    scan = reader.scan(folder, dataset, options)
+    records: list[dict] = []
+    rejects: list[dict] = []
+    seen: set[str] = set()
+    for outcome in scan.outcomes:
+        (records if isinstance(outcome, Record) else rejects).append(outcome.row())
+        seen.add(outcome.source_path)
+    inputs = set(scan.inputs)
+    used = inputs | set(scan.consumed)
+    unused = [relpath(p, folder) for p in walk_files(folder)
+              if not is_ignored(p) and relpath(p, folder) not in used]
+    return IngestResult(
+        dataset=dataset,
+        records=_table(records, schema.RAW_IMAGE),
+        rejects=_table(rejects, schema.REJECT),
+        reader=reader.name,
+        inputs=len(scan.inputs),
+        unaccounted=sorted(inputs - seen),
+        unexpected=sorted(seen - inputs),
+        unused_files=unused,
+    )
+
+
+def _table(rows: list[dict], table_schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=table_schema)

@@ -1,0 +1,91 @@
+"""Canonical expression classes and the label vocabularies of each source dataset."""
+
+from __future__ import annotations
+
+# FER2013 index order: the 7-class set every FER paper reports on.
+FER7: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+# Classes some datasets add; the publish stage drops or maps them by policy.
+EXTRA: tuple[str, ...] = ("contempt", "calm")
+CANONICAL: tuple[str, ...] = FER7 + EXTRA
+
+# Folder names seen in the wild for each class (Kaggle sets, CK+48, 4-class sets).
+SYNONYMS: dict[str, str] = {
+    **{name: name for name in CANONICAL},
+    "anger": "angry",
+    "mad": "angry",
+    "disgusted": "disgust",
+    "disgusting": "disgust",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "happiness": "happy",
+    "joy": "happy",
+    "sadness": "sad",
+    "surprised": "surprise",
+    "suprise": "surprise",
+    "normal": "neutral",
+    "neutrality": "neutral",
+}
+
+FER2013_INDEX: dict[int, str] = dict(enumerate(FER7))
+
+CKPLUS_CODES: dict[int, str] = {
+    0: "neutral",
+    1: "angry",
+    2: "contempt",
+    3: "disgust",
+    4: "fear",
+    5: "happy",
+    6: "sad",
+    7: "surprise",
+}
+
+KDEF_CODES: dict[str, str] = {
+    "AF": "fear",
+    "AN": "angry",
+    "DI": "disgust",
+    "HA": "happy",
+    "NE": "neutral",
+    "SA": "sad",
+    "SU": "surprise",
+}
+
+JAFFE_CODES: dict[str, str] = {
+    "AN": "angry",
+    "DI": "disgust",
+    "FE": "fear",
+    "HA": "happy",
+    "NE": "neutral",
+    "SA": "sad",
+    "SU": "surprise",
+}
+
+RAVDESS_CODES: dict[int, str] = {
+    1: "neutral",
+    2: "calm",
+    3: "happy",
+    4: "sad",
+    5: "angry",
+    6: "fear",
+    7: "disgust",
+    8: "surprise",
+}
+
+# FER+ (fer2013new.csv) vote columns, in file order.
+FERPLUS_COLUMNS: dict[str, str | None] = {
+    "neutral": "neutral",
+    "happiness": "happy",
+    "surprise": "surprise",
+    "sadness": "sad",
+    "anger": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "contempt": "contempt",
+    "unknown": None,
+    "NF": None,
+}
+
+
+def canonical(name: str) -> str | None:
+    """Canonical class for a folder or label name, or None when it is not an expression."""
+    return SYNONYMS.get(name.strip().lower())

@@ -1,0 +1,69 @@
+"""Materialize the whole pipeline into the Dagster instance at $DAGSTER_HOME, partition by
+partition, then print where the outputs are. This is what `make run` calls.
+
+    python -m fer_data.run [--partition fer2013 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from dagster import AssetSelection, DagsterInstance, materialize
+
+from fer_data.definitions import defs
+from fer_data.defs.partitions import dataset_partitions
+from fer_data.storage import StorageLayout
+
+
+def all_assets() -> list:
+    return list(defs.assets or [])
+
+
+def run(partitions: list[str]) -> bool:
+    """Run every partitioned asset once per partition, then everything unpartitioned."""
+    instance = DagsterInstance.get()
+    assets = all_assets()
+    resources = dict(defs.resources or {})
+    partitioned = [a for a in assets if a.partitions_def == dataset_partitions]
+    unpartitioned = [a for a in assets if a.partitions_def is None]
+    ok = True
+    for key in partitions:
+        print(f"== {key}", flush=True)
+        result = materialize(assets, selection=AssetSelection.assets(*partitioned),
+                             partition_key=key, instance=instance, resources=resources,
+                             raise_on_error=False)
+        ok &= result.success
+        for event in result.get_asset_materialization_events():
+            meta = event.materialization.metadata
+            print(f"   {event.asset_key.to_user_string()}[{key}]: "
+                  + ", ".join(f"{k} {meta[k].value}" for k in ("records", "rejects") if k in meta))
+    if unpartitioned:
+        result = materialize(assets, selection=AssetSelection.assets(*unpartitioned),
+                             instance=instance, resources=resources, raise_on_error=False)
+        ok &= result.success
+    return ok
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--partition", action="append",
+                        choices=dataset_partitions.get_partition_keys(),
+                        help="only these datasets (repeatable); default all")
+    args = parser.parse_args(argv)
+    ok = run(args.partition or dataset_partitions.get_partition_keys())
+    layout = StorageLayout.from_env()
+    print("\nOutputs:")
+    print(f"  raw data read from      {layout.raw_dir}")
+    print(f"  tables (Parquet)        {layout.storage_dir}/<asset>/<dataset>.parquet")
+    print(f"  rejects (with reasons)  {layout.storage_dir}/rejects/<asset>/<dataset>.parquet")
+    print(f"  published datasets      {layout.curated_dir}")
+    print(f"  Dagster runs            {os.environ.get('DAGSTER_HOME')} (browse with `make ui`)")
+    if not ok:
+        print("\nSome steps failed: see the log above or `make ui`.", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_data.demo import DemoSpec, write_demo
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FER_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def demo_raw(tmp_path_factory) -> Path:
+    """The built-in demo datasets, written once per test session."""
+    raw = tmp_path_factory.mktemp("demo") / "raw"
+    write_demo(raw, DemoSpec(seed=0))
+    return raw
+
+
+@pytest.fixture
+def shared() -> Path:
+    """../shared/datasets: real sample data, present on the maintainers' machines only."""
+    if not SHARED.is_dir():
+        pytest.skip(f"real sample data not found at {SHARED} (set FER_SHARED_DATASETS)")
+    return SHARED
+
+
+def gray_image(path: Path, value: int = 128, size: tuple[int, int] = (48, 48)) -> Path:
+    """A small textured gray image (texture keeps PNG/JPEG encoders honest)."""
+    rng = np.random.default_rng(value)
+    pixels = np.clip(rng.normal(value, 20, size[::-1]), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def corrupt_image(path: Path) -> Path:
+    """A JPEG cut off after its first bytes: opens, but cannot be decoded."""
+    gray_image(path.with_suffix(".tmp.jpg"), 90, (64, 64))
+    data = path.with_suffix(".tmp.jpg").read_bytes()
+    path.with_suffix(".tmp.jpg").unlink()
+    path.write_bytes(data[: len(data) // 3])
+    return path
