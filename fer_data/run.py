@@ -21,6 +21,10 @@ def all_assets() -> list:
     return list(defs.assets or [])
 
 
+# Dagster's console logger prints every engine event at DEBUG; a terminal run wants INFO.
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def run(partitions: list[str]) -> bool:
     """Run every partitioned asset once per partition, then everything unpartitioned."""
     instance = DagsterInstance.get()
@@ -33,7 +37,7 @@ def run(partitions: list[str]) -> bool:
         print(f"== {key}", flush=True)
         result = materialize(assets, selection=AssetSelection.assets(*partitioned),
                              partition_key=key, instance=instance, resources=resources,
-                             raise_on_error=False)
+                             run_config=RUN_CONFIG, raise_on_error=False)
         ok &= result.success
         for event in result.get_asset_materialization_events():
             meta = event.materialization.metadata
@@ -41,7 +45,8 @@ def run(partitions: list[str]) -> bool:
                   + ", ".join(f"{k} {meta[k].value}" for k in ("records", "rejects") if k in meta))
     if unpartitioned:
         result = materialize(assets, selection=AssetSelection.assets(*unpartitioned),
-                             instance=instance, resources=resources, raise_on_error=False)
+                             instance=instance, resources=resources, run_config=RUN_CONFIG,
+                             raise_on_error=False)
         ok &= result.success
     return ok
 
