@@ -2,10 +2,11 @@
 
 from dagster import Definitions, load_assets_from_modules
 
-from fer_data.defs import ingest
+from fer_data.defs import faces, ingest
+from fer_data.defs.faces import FaceDetector
 from fer_data.defs.resources import StorageResource
 
 defs = Definitions(
-    assets=load_assets_from_modules([ingest]),
-    resources={"storage_resource": StorageResource()},
+    assets=load_assets_from_modules([ingest, faces]),
+    resources={"storage_resource": StorageResource(), "face_detector": FaceDetector()},
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from fer_data.faces import CropOptions, HaarDetector, crop_faces
 from fer_data.phash import hamming, phash_batch
 
 _SIZE = re.compile(r"Video:.*?\b(\d{2,5})x(\d{2,5})\b")
@@ -26,7 +27,8 @@ class FrameOptions:
     fps: float = 5.0
     skip_ms: int = 0
     max_height: int = 360  # frames are downscaled to this height (never upscaled)
-    hash_threshold: int = 4  # drop a frame within this many pHash bits of the last kept one
+    hash_threshold: int = 8  # drop a frame within this many pHash bits of the last kept one
+    hash_face: bool = True  # hash the face (found by a Haar cascade) rather than the whole frame
 
 
 @dataclass
@@ -88,10 +90,20 @@ def decode_frames(path: Path, options: FrameOptions, binary: str | None = None) 
     return list(np.frombuffer(data[: n * out_w * out_h], np.uint8).reshape(n, out_h, out_w))
 
 
+def frame_hashes(frames: list[np.ndarray], locate_face: bool) -> np.ndarray:
+    """pHash per frame: of the face crop when a face is found (a face is a small part of the
+    frame, so whole-frame hashes barely see an expression change), else of the whole frame."""
+    if not locate_face:
+        return phash_batch(frames)
+    crops = crop_faces(frames, [HaarDetector(min_neighbors=5)], CropOptions(face_size=64))
+    return phash_batch([c.face if c is not None else f for c, f in zip(crops, frames,
+                                                                          strict=True)])
+
+
 def dedupe_frames(frames: list[np.ndarray], options: FrameOptions) -> ClipFrames:
     """Keep a frame only when its pHash differs from the last kept frame by more than the
     threshold, so a held expression yields one frame and a changing one yields several."""
-    hashes = phash_batch(frames)
+    hashes = frame_hashes(frames, options.hash_face)
     kept: list[Frame] = []
     dropped: list[tuple[Frame, int, int]] = []
     step_ms = 1000.0 / options.fps

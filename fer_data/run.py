@@ -22,6 +22,7 @@ def all_assets() -> list:
 
 
 # Dagster's console logger prints every engine event at DEBUG; a terminal run wants INFO.
+SUMMARY_KEYS = ("records", "rejects", "faces", "detection_rate")
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -42,7 +43,7 @@ def run(partitions: list[str]) -> bool:
         for event in result.get_asset_materialization_events():
             meta = event.materialization.metadata
             print(f"   {event.asset_key.to_user_string()}[{key}]: "
-                  + ", ".join(f"{k} {meta[k].value}" for k in ("records", "rejects") if k in meta))
+                  + ", ".join(f"{k} {meta[k].value}" for k in SUMMARY_KEYS if k in meta))
     if unpartitioned:
         result = materialize(assets, selection=AssetSelection.assets(*unpartitioned),
                              instance=instance, resources=resources, run_config=RUN_CONFIG,

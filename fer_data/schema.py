@@ -33,3 +33,20 @@ REJECT = pa.schema(
 )
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+# A face crop: the raw record's identity and labels (without the full source image), plus the
+# crop and how it was found.
+FACE = pa.schema(
+    [field for field in RAW_IMAGE if field.name != "image"]
+    + [
+        pa.field("face", pa.binary(), nullable=False),  # gray PNG, face_size x face_size
+        pa.field("face_size", pa.int32(), nullable=False),
+        pa.field("bbox", pa.list_(pa.float32(), 4)),  # x1, y1, x2, y2 in source pixels
+        pa.field("landmarks", pa.list_(pa.float32())),  # x, y pairs; MTCNN: 5 points
+        pa.field("detector", pa.string(), nullable=False),
+        pa.field("det_score", pa.float32()),
+        pa.field("n_faces", pa.int32()),
+        pa.field("face_found", pa.bool_()),  # for detector-free datasets: a quality flag
+        pa.field("phash", pa.int64(), nullable=False),
+    ]
+)

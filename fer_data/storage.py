@@ -91,3 +91,12 @@ def read_table(path: UPath, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(Path(path), columns=columns)
     with path.open("rb") as f:
         return pq.read_table(f, columns=columns)
+
+
+def iter_batches(path: UPath, batch_size: int = 256, columns: list[str] | None = None):
+    """Stream a Parquet file in record batches, so big tables never sit in memory whole."""
+    if is_local(path):
+        yield from pq.ParquetFile(Path(path)).iter_batches(batch_size, columns=columns)
+        return
+    with path.open("rb") as f:
+        yield from pq.ParquetFile(f).iter_batches(batch_size, columns=columns)

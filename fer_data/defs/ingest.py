@@ -38,8 +38,10 @@ class IngestConfig(Config):
                                "where the actor is still neutral.")
     video_max_height: int = Field(360, description="RAVDESS: frames are downscaled to this "
                                   "height (1280x720 -> 640x360).")
-    frame_hash_threshold: int = Field(4, description="RAVDESS: drop a frame within this many "
+    frame_hash_threshold: int = Field(8, description="RAVDESS: drop a frame within this many "
                                       "pHash bits of the last kept frame.")
+    frame_hash_face: bool = Field(True, description="RAVDESS: hash the face found by a Haar "
+                                  "cascade rather than the whole frame.")
     on_bad_file: Literal["reject", "error"] = Field(
         "reject", description="reject: a corrupt or unparsable input becomes a reject row and the "
         "run goes on; error: fail the partition on the first one.")
@@ -50,7 +52,7 @@ class IngestConfig(Config):
             ckplus_first_frame_neutral=self.ckplus_first_frame_neutral,
             ferplus_labels=self.ferplus_labels,
             frames=FrameOptions(self.video_fps, self.video_skip_ms, self.video_max_height,
-                                self.frame_hash_threshold),
+                                self.frame_hash_threshold, self.frame_hash_face),
         )
 
 

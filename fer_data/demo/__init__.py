@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -215,18 +216,23 @@ def _write_ravdess(folder: Path, people, spec: DemoSpec, rng) -> int:
 
 
 def _onset_frames(person, label, pose, spec: DemoSpec, rng) -> list[np.ndarray]:
-    """Neutral for 0.4 s, onset over 0.8 s, then held; held frames differ only by sensor noise
-    and a slow drift, which is what frame de-duplication must see through."""
+    """Neutral for 0.4 s, onset over 0.8 s, then held, while the actor speaks the statement
+    (the mouth opens and closes); frames also carry sensor noise, which frame de-duplication
+    must see through."""
     n = int(spec.video_seconds * spec.video_fps)
-    rendered: dict[float, np.ndarray] = {}
+    rendered: dict[tuple[float, int], np.ndarray] = {}
     frames = []
     for i in range(n):
-        t = min(max((i / spec.video_fps - 0.4) / 0.8, 0.0), 1.0)
-        t = round(t * 8) / 8  # render at most nine distinct expression steps
-        if t not in rendered:
+        seconds = i / spec.video_fps
+        t = min(max((seconds - 0.4) / 0.8, 0.0), 1.0)
+        t = round(t * 8) / 8  # at most nine distinct expression steps
+        syllable = int(round(2 * abs(math.sin(seconds * 5.0)))) if 0.5 < seconds < 1.9 else 0
+        if (t, syllable) not in rendered:
             expression = EXPRESSIONS["neutral"].blend(EXPRESSIONS[label], t)
-            rendered[t] = draw_face(person, expression, pose, size=spec.video_size)
-        noisy = rendered[t].astype(np.float32) + rng.normal(0, 2.0, rendered[t].shape)
+            expression = replace(expression, mouth_open=expression.mouth_open + 0.2 * syllable)
+            rendered[t, syllable] = draw_face(person, expression, pose, size=spec.video_size)
+        image = rendered[t, syllable]
+        noisy = image.astype(np.float32) + rng.normal(0, 2.0, image.shape)
         frames.append(np.clip(noisy, 0, 255).astype(np.uint8))
     return frames
 

@@ -1,0 +1,138 @@
+"""`face_crops`: the face of every raw image, aligned, gray, at a fixed size."""
+
+import math
+from collections import Counter
+from typing import Literal
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    ConfigurableResource,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field, PrivateAttr
+
+from fer_data import storage
+from fer_data.defs.metadata import counts_table
+from fer_data.defs.partitions import dataset_partitions
+from fer_data.defs.resources import StorageResource
+from fer_data.faces import CropOptions, Detector, HaarDetector, MtcnnDetector, build_face_table
+from fer_data.images import decode_png
+from fer_data.previews import sheet_markdown
+
+DetectorName = Literal["mtcnn", "haar", "none"]
+
+# Datasets that are photographs or video frames get a detector; the others are already
+# 48x48 face crops, where detection only flags doubtful images (py-feat users learned that
+# gating FER2013 on a detector throws away good faces).
+DEFAULT_POLICY: dict[str, list[str]] = {
+    "fer2013": ["none"],
+    "face_expression": ["none"],
+    "ckplus": ["mtcnn", "haar"],
+    "kdef": ["mtcnn", "haar"],
+    "jaffe": ["mtcnn", "haar"],
+    "ravdess": ["mtcnn", "haar"],
+}
+
+
+class FaceDetector(ConfigurableResource):
+    """The face detectors: MTCNN (facenet-pytorch) and OpenCV's Haar cascade."""
+
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where MTCNN runs.")
+    mtcnn_batch_size: int = Field(16, description="Equal-size images per MTCNN call.")
+    mtcnn_min_face_size: int = Field(20, description="Smallest face MTCNN looks for (pixels).")
+    haar_min_neighbors: int = Field(4, description="Haar cascade minNeighbors.")
+    _detectors: dict = PrivateAttr(default_factory=dict)
+
+    def get(self, name: str) -> Detector:
+        if name not in self._detectors:
+            if name == "mtcnn":
+                self._detectors[name] = MtcnnDetector(self.device, self.mtcnn_batch_size,
+                                                      self.mtcnn_min_face_size)
+            elif name == "haar":
+                self._detectors[name] = HaarDetector(min_neighbors=self.haar_min_neighbors)
+            else:
+                raise ValueError(f"unknown detector {name!r}; choose from mtcnn, haar, none")
+        return self._detectors[name]
+
+
+class FaceConfig(Config):
+    face_size: int = Field(48, description="Side of the square gray crop (48, 64, 224, ...).")
+    margin: float = Field(0.15, description="Extra context around the face box, per side, as "
+                          "a fraction of the box.")
+    policy: dict[str, list[str]] = Field(
+        default_factory=lambda: dict(DEFAULT_POLICY),
+        description="Per dataset, detectors to try in order (fallback chain), or ['none'] for "
+        "datasets that are already face crops.")
+    quality_detector: Literal["haar", "off"] = Field(
+        "haar", description="For ['none'] datasets: detector that only sets face_found.")
+    min_detection_rate: float = Field(0.9, description="Blocking check floor for datasets "
+                                      "that run a detector.")
+    batch_rows: int = Field(256, description="Raw rows processed per batch (bounds memory).")
+
+
+@asset(
+    partitions_def=dataset_partitions,
+    deps=["raw_images"],
+    group_name="faces",
+    kinds={"pytorch", "opencv", "parquet"},
+    owners=["team:fer-data"],
+    code_version="1",
+    check_specs=[AssetCheckSpec("detection_rate", asset="face_crops", blocking=True,
+                                description="share of images with a face, at or above the "
+                                "configured floor (blocking only where a detector runs)")],
+)
+def face_crops(context: AssetExecutionContext, config: FaceConfig,
+               storage_resource: StorageResource, face_detector: FaceDetector
+               ) -> MaterializeResult:
+    """Aligned gray face crops of one dataset, with box, landmarks, detector score and pHash;
+    images without a face become `no_face` rejects."""
+    dataset = context.partition_key
+    layout = storage_resource.layout()
+    names = [n for n in config.policy.get(dataset, ["mtcnn", "haar"]) if n != "none"]
+    detectors = [face_detector.get(n) for n in names]
+    quality = face_detector.get("haar") if config.quality_detector == "haar" else None
+    result = build_face_table(
+        storage.iter_batches(layout.table("raw_images", dataset), config.batch_rows),
+        detectors, CropOptions(config.face_size, config.margin), quality)
+    path = storage.write_table(result.faces, layout.table("face_crops", dataset))
+    storage.write_table(result.rejects, layout.rejects("face_crops", dataset))
+
+    rate = result.detection_rate
+    gated = bool(detectors) and result.inputs > 0
+    passed = not gated or rate >= config.min_detection_rate
+    faces = [decode_png(b) for b in result.faces.column("face").to_pylist()[:48]]
+    flags = [f for f in result.faces.column("face_found").to_pylist() if f is not None]
+    metadata = {
+        "dagster/row_count": result.faces.num_rows,
+        "detectors": ", ".join(names) or "none (already face crops)",
+        "inputs": result.inputs,
+        "faces": result.faces.num_rows,
+        "detection_rate": _finite(rate),
+        "mean_score": _finite(result.mean_score()),
+        "by_detector": counts_table(dict(Counter(result.faces.column("detector")
+                                                 .to_pylist())), "detector"),
+        "face_found_flag_rate": _finite(sum(flags) / len(flags)) if flags else None,
+        "rejects_by_reason": counts_table(dict(Counter(result.rejects.column("reason")
+                                                       .to_pylist())), "reason"),
+        "preview": MetadataValue.md(sheet_markdown(faces, f"{dataset} face crops")),
+        "table": MetadataValue.path(str(path)),
+    }
+    return MaterializeResult(
+        metadata={k: v for k, v in metadata.items() if v is not None},
+        check_results=[AssetCheckResult(
+            check_name="detection_rate", passed=passed,
+            severity=AssetCheckSeverity.ERROR if gated else AssetCheckSeverity.WARN,
+            metadata={"rate": _finite(rate) if result.inputs else "no inputs",
+                      "floor": config.min_detection_rate,
+                      "gated": gated})],
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 4)

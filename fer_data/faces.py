@@ -1,0 +1,306 @@
+"""Faces stage: find the face in each image (MTCNN, a Haar cascade, or none for datasets that
+are already face crops), level the eyes, crop with a margin, and return gray crops of a fixed
+size with their box, landmarks, score and pHash."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterable, Protocol, Sequence
+
+import cv2
+import numpy as np
+import pyarrow as pa
+
+from fer_data import schema
+from fer_data.images import decode_png, encode_png
+from fer_data.phash import phash_batch
+
+DETECTORS = ("mtcnn", "haar", "none")
+
+
+@dataclass
+class Face:
+    """One detection in source-image pixels. `landmarks` is (5, 2): left eye, right eye, nose,
+    left and right mouth corner (MTCNN); Haar gives the eyes only when an eye cascade finds
+    both, else None."""
+
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2
+    score: float
+    landmarks: np.ndarray | None = None
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+
+
+class Detector(Protocol):
+    name: str
+    confident_score: float
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each RGB uint8 image, in input order."""
+        ...
+
+
+@dataclass
+class MtcnnDetector:
+    """facenet-pytorch's MTCNN (weights ship inside the wheel). Images of equal size are
+    stacked into batches, which MTCNN requires and which amortises its image pyramid."""
+
+    device: str = "cpu"
+    batch_size: int = 16
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    confident_score: float = 0.95
+    name: str = "mtcnn"
+
+    @cached_property
+    def model(self):
+        import torch
+        from facenet_pytorch import MTCNN
+
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return MTCNN(keep_all=True, device=torch.device(device), min_face_size=self.min_face_size,
+                     thresholds=list(self.thresholds), post_process=False)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        results: list[list[Face]] = [[] for _ in images]
+        for indices in _same_size_groups(images):
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                batch = np.stack([_rgb(images[i]) for i in chunk])
+                boxes, probs, points = self.model.detect(batch, landmarks=True)
+                for i, b, p, pts in zip(chunk, boxes, probs, points, strict=True):
+                    if b is not None:
+                        results[i] = [Face(tuple(map(float, bb)), float(pp), np.asarray(lm))
+                                      for bb, pp, lm in zip(b, p, pts, strict=True)]
+        return results
+
+
+@dataclass
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade; the score is the cascade's level weight (higher is
+    more confident, not a probability). Eyes from the eye cascade give alignment landmarks."""
+
+    scale_factor: float = 1.1
+    min_neighbors: int = 4
+    min_size: int = 20
+    confident_score: float = 5.0  # level weight; real faces score 5-13, stray hits 0.5-4
+    name: str = "haar"
+
+    @cached_property
+    def cascades(self) -> tuple[cv2.CascadeClassifier, cv2.CascadeClassifier]:
+        face = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        eyes = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye.xml")
+        if face.empty() or eyes.empty():
+            raise RuntimeError("OpenCV Haar cascades missing: install opencv-python-headless<5")
+        return face, eyes
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        return [self._one(_gray(im)) for im in images]
+
+    def _one(self, gray: np.ndarray) -> list[Face]:
+        face_cascade, _ = self.cascades
+        min_size = min(self.min_size, gray.shape[0] // 2, gray.shape[1] // 2)
+        rects, _, weights = face_cascade.detectMultiScale3(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(min_size, min_size), outputRejectLevels=True)
+        faces = []
+        for (x, y, w, h), weight in zip(rects, np.ravel(weights), strict=True):
+            faces.append(Face((float(x), float(y), float(x + w), float(y + h)), float(weight),
+                              self._eyes(gray, x, y, w, h)))
+        return faces
+
+    def _eyes(self, gray: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray | None:
+        _, eye_cascade = self.cascades
+        top = gray[y:y + int(h * 0.55), x:x + w]
+        found = eye_cascade.detectMultiScale(top, 1.1, 3, minSize=(max(w // 10, 4),) * 2)
+        if len(found) < 2:
+            return None
+        two = sorted(found, key=lambda r: -r[2] * r[3])[:2]
+        centres = sorted((x + ex + ew / 2, y + ey + eh / 2) for ex, ey, ew, eh in two)
+        (lx, ly), (rx, ry) = centres
+        if rx - lx < w * 0.2:  # both hits on one eye
+            return None
+        return np.array([[lx, ly], [rx, ry]], dtype=np.float32)
+
+
+@dataclass
+class WholeImage:
+    """For datasets that are already face crops (FER2013, 48x48 folder sets, CK+48)."""
+
+    name: str = "none"
+    confident_score: float = 0.0
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        return [[Face((0.0, 0.0, float(im.shape[1]), float(im.shape[0])), float("nan"))]
+                for im in images]
+
+
+@dataclass(frozen=True)
+class CropOptions:
+    face_size: int = 48
+    margin: float = 0.15  # added on each side, as a fraction of the box size
+
+
+@dataclass
+class Crop:
+    face: np.ndarray  # gray uint8 (face_size, face_size)
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray | None
+    score: float
+    n_faces: int
+    detector: str
+
+
+def choose_face(faces: list[Face], confident_score: float) -> Face | None:
+    """The largest of the confident faces (eye landmarks found and score at least
+    `confident_score`); when none is confident, the most confident of all."""
+    if not faces:
+        return None
+    confident = [f for f in faces if f.landmarks is not None and f.score >= confident_score]
+    if confident:
+        return max(confident, key=lambda f: (f.area, f.score))
+    return max(faces, key=lambda f: (np.nan_to_num(f.score, nan=0.0), f.area))
+
+
+def align_and_crop(image: np.ndarray, face: Face, options: CropOptions) -> np.ndarray:
+    """Rotate about the eye centre so the eyes are level, cut a square around the face box
+    (with margin; borders replicated), and resize to face_size in gray."""
+    gray = _gray(image)
+    x1, y1, x2, y2 = face.box
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    side = max(x2 - x1, y2 - y1) * (1 + 2 * options.margin)
+    angle, pivot = 0.0, (cx, cy)
+    if face.landmarks is not None and len(face.landmarks) >= 2:
+        (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
+        angle = math.degrees(math.atan2(ry - ly, rx - lx))
+        pivot = ((lx + rx) / 2, (ly + ry) / 2)
+    out = max(int(round(side)), 1)
+    matrix = cv2.getRotationMatrix2D(pivot, angle, 1.0)
+    centre = matrix @ np.array([cx, cy, 1.0])
+    matrix[:, 2] += out / 2 - centre
+    crop = cv2.warpAffine(gray, matrix, (out, out), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    size = options.face_size
+    interpolation = cv2.INTER_AREA if out >= size else cv2.INTER_CUBIC
+    return cv2.resize(crop, (size, size), interpolation=interpolation)
+
+
+def crop_faces(images: Sequence[np.ndarray], detectors: Sequence[Detector],
+               options: CropOptions) -> list[Crop | None]:
+    """Detect and crop one face per image, trying each detector in turn on the images the
+    previous ones missed (the fallback chain). None where no detector found a face."""
+    results: list[Crop | None] = [None] * len(images)
+    pending = list(range(len(images)))
+    for detector in detectors:
+        if not pending:
+            break
+        found = detector.detect([images[i] for i in pending])
+        still = []
+        for i, faces in zip(pending, found, strict=True):
+            face = choose_face(faces, detector.confident_score)
+            if face is None:
+                still.append(i)
+                continue
+            results[i] = Crop(align_and_crop(images[i], face, options), face.box, face.landmarks,
+                              face.score, len(faces), detector.name)
+        pending = still
+    return results
+
+
+def crop_hashes(crops: Sequence[Crop]) -> np.ndarray:
+    return phash_batch([c.face for c in crops])
+
+
+def _pad(image: np.ndarray, fraction: float = 0.25) -> np.ndarray:
+    """Give a tight face crop what detectors expect: some context around the face (replicated
+    border) and, below 96 pixels, twice the size."""
+    if min(image.shape[:2]) < 96:
+        image = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    p = max(int(round(min(image.shape[:2]) * fraction)), 1)
+    return cv2.copyMakeBorder(image, p, p, p, p, cv2.BORDER_REPLICATE)
+
+
+def _same_size_groups(images: Sequence[np.ndarray]) -> list[list[int]]:
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, im in enumerate(images):
+        groups[im.shape[:2]].append(i)
+    return list(groups.values())
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    return image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+@dataclass
+class FaceTableResult:
+    faces: pa.Table
+    rejects: pa.Table
+    inputs: int
+
+    @property
+    def detection_rate(self) -> float:
+        return self.faces.num_rows / self.inputs if self.inputs else float("nan")
+
+    def mean_score(self) -> float:
+        scores = [s for s in self.faces.column("det_score").to_pylist() if s is not None
+                  and not math.isnan(s)]
+        return float(np.mean(scores)) if scores else float("nan")
+
+
+def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Detector],
+                     options: CropOptions, quality: Detector | None = None) -> FaceTableResult:
+    """Crop the face of every raw_images row. With `detectors` empty, the image is taken as the
+    face (already-cropped datasets) and `quality`, when given, only sets `face_found`.
+    Rows where no detector finds a face become `no_face` rejects."""
+    rows, rejects, inputs = [], [], 0
+    for batch in batches:
+        records = batch.to_pylist()
+        inputs += len(records)
+        images = [decode_png(r["image"]) for r in records]
+        if detectors:
+            crops = crop_faces(images, detectors, options)
+            flags = [c is not None for c in crops]
+        else:
+            crops = crop_faces(images, [WholeImage()], options)
+            flags = ([bool(f) for f in quality.detect([_pad(im) for im in images])]
+                     if quality is not None else [None] * len(images))
+        kept = [(r, c, f) for r, c, f in zip(records, crops, flags, strict=True) if c is not None]
+        hashes = crop_hashes([c for _, c, _ in kept])
+        for (record, crop, flag), phash in zip(kept, hashes, strict=True):
+            rows.append(_face_row(record, crop, flag, int(phash), options))
+        tried = ", ".join(d.name for d in detectors)
+        rejects += [{"dataset": r["dataset"], "source_path": r["source_path"], "stage": "faces",
+                     "reason": "no_face", "detail": f"image_id {r['image_id']}: no face found "
+                     f"by {tried} ({r['width']}x{r['height']})"}
+                    for r, c in zip(records, crops, strict=True) if c is None]
+    return FaceTableResult(pa.Table.from_pylist(rows, schema=schema.FACE),
+                           pa.Table.from_pylist(rejects, schema=schema.REJECT), inputs)
+
+
+def _face_row(record: dict, crop: Crop, flag: bool | None, phash: int,
+              options: CropOptions) -> dict:
+    row = {k: v for k, v in record.items() if k != "image"}
+    row.update(
+        face=encode_png(crop.face),
+        face_size=options.face_size,
+        bbox=[float(v) for v in crop.box],
+        landmarks=None if crop.landmarks is None else crop.landmarks.astype(float).ravel().tolist(),
+        detector=crop.detector,
+        det_score=None if math.isnan(crop.score) else crop.score,
+        n_faces=crop.n_faces,
+        face_found=flag,
+        phash=phash,
+    )
+    return row

@@ -1,0 +1,162 @@
+"""Face detection, alignment and cropping with the real MTCNN weights and Haar cascades."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from dagster import DagsterInstance, materialize
+from PIL import Image
+
+from fer_data.defs.faces import FaceDetector, face_crops
+from fer_data.defs.ingest import raw_images
+from fer_data.defs.resources import StorageResource
+from fer_data.demo.draw import Pose, draw_face, random_identity
+from fer_data.faces import (
+    CropOptions,
+    Face,
+    HaarDetector,
+    MtcnnDetector,
+    WholeImage,
+    align_and_crop,
+    build_face_table,
+    choose_face,
+    crop_faces,
+)
+from fer_data.images import decode_png, encode_png
+from fer_data.phash import phash_batch
+from fer_data.storage import read_table
+
+
+@pytest.fixture(scope="module")
+def mtcnn():
+    return MtcnnDetector(batch_size=8)
+
+
+def iou(a, b) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0, x2 - x1) * max(0, y2 - y1)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def drawn(roll: float = 0.0, seed: int = 3) -> np.ndarray:
+    person = random_identity(np.random.default_rng(seed))
+    return draw_face(person, "neutral", Pose(roll_deg=roll), size=(240, 240))
+
+
+def test_single_face_portraits_and_multiface_on_real_photos(shared, mtcnn):
+    paths = sorted((shared / "photos").glob("*.jpg"))
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    options = CropOptions(face_size=64)
+    by_mtcnn = crop_faces(images, [mtcnn], options)
+    by_haar = crop_faces(images, [HaarDetector()], options)
+    for path, a, b in zip(paths, by_mtcnn, by_haar, strict=True):
+        assert a is not None and b is not None, path.name
+        assert iou(a.box, b.box) > 0.5, path.name  # both detectors chose the same face
+        assert a.face.shape == (64, 64) and a.face.dtype == np.uint8
+    multi = by_mtcnn[[p.name for p in paths].index("multiface.jpg")]
+    assert multi.n_faces == 6
+    # the chosen face is the largest confident one
+    all_faces = mtcnn.detect([images[[p.name for p in paths].index("multiface.jpg")]])[0]
+    assert multi.box == max(all_faces, key=lambda f: f.area).box
+
+
+def test_false_positives_lose_to_the_real_face(shared, mtcnn):
+    # one portrait has two low-confidence MTCNN false positives besides the face
+    path = shared / "photos" / "angelina_jolie.jpg"
+    faces = mtcnn.detect([np.asarray(Image.open(path).convert("RGB"))])[0]
+    assert len(faces) == 3
+    chosen = choose_face(faces, mtcnn.confident_score)
+    assert chosen.score == max(f.score for f in faces) > 0.99
+
+
+def test_alignment_levels_the_eyes(mtcnn):
+    straight = crop_faces([drawn(0.0)], [mtcnn], CropOptions(face_size=96))[0]
+    tilted_image = drawn(14.0)
+    tilted = crop_faces([tilted_image], [mtcnn], CropOptions(face_size=96))[0]
+    (lx, ly), (rx, ry) = tilted.landmarks[:2]
+    assert abs(math.degrees(math.atan2(ry - ly, rx - lx))) > 8  # the source is tilted
+    again = mtcnn.detect([np.stack([tilted.face] * 3, -1)])[0][0].landmarks
+    (lx, ly), (rx, ry) = again[:2]
+    assert abs(math.degrees(math.atan2(ry - ly, rx - lx))) < 3  # the crop is level
+    unaligned = align_and_crop(tilted_image, Face(tilted.box, tilted.score, None),
+                               CropOptions(face_size=96))
+    diff_aligned = np.abs(tilted.face.astype(int) - straight.face).mean()
+    diff_unaligned = np.abs(unaligned.astype(int) - straight.face).mean()
+    assert diff_aligned < diff_unaligned
+
+
+def test_crop_size_is_configurable_and_gray(mtcnn):
+    for size in (48, 64, 224):
+        crop = crop_faces([drawn()], [mtcnn], CropOptions(face_size=size))[0]
+        assert crop.face.shape == (size, size)
+
+
+def test_fallback_chain_and_no_face_reject(mtcnn):
+    blank = np.full((120, 160, 3), 200, np.uint8)
+    face = drawn()
+    table = pa.Table.from_pylist([
+        {"image_id": str(i), "dataset": "kdef", "source_path": f"x{i}.jpg", "frame_index": None,
+         "subject_id": None, "label": "neutral", "original_label": "NE", "official_split": None,
+         "image": encode_png(im), "width": im.shape[1], "height": im.shape[0],
+         "attributes": None} for i, im in enumerate([face, blank])])
+    result = build_face_table(table.to_batches(), [mtcnn, HaarDetector()], CropOptions())
+    assert result.faces.column("source_path").to_pylist() == ["x0.jpg"]
+    assert result.rejects.column("reason").to_pylist() == ["no_face"]
+    assert "mtcnn, haar" in result.rejects.column("detail")[0].as_py()
+    assert result.detection_rate == 0.5
+    face_png = result.faces.column("face")[0].as_py()
+    assert result.faces.column("phash")[0].as_py() == int(phash_batch([decode_png(face_png)])[0])
+    assert len(result.faces.column("landmarks")[0].as_py()) == 10
+
+
+def test_already_cropped_datasets_keep_every_image_and_flag_doubtful_ones():
+    face = np.asarray(Image.fromarray(drawn()).convert("L").resize((48, 48)))
+    noise = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
+    crops = crop_faces([face, noise], [WholeImage()], CropOptions())
+    assert all(c is not None and c.detector == "none" for c in crops)
+    table = pa.Table.from_pylist([
+        {"image_id": str(i), "dataset": "fer2013", "source_path": f"r{i}", "frame_index": None,
+         "subject_id": None, "label": "happy", "original_label": "3", "official_split": "train",
+         "image": encode_png(im), "width": 48, "height": 48, "attributes": None}
+        for i, im in enumerate([face, noise])])
+    result = build_face_table(table.to_batches(), [], CropOptions(), quality=HaarDetector())
+    assert result.faces.num_rows == 2 and result.rejects.num_rows == 0
+    assert result.faces.column("face_found").to_pylist() == [True, False]
+
+
+def test_batched_mtcnn_matches_one_by_one(mtcnn):
+    images = [drawn(roll, seed) for roll, seed in [(0, 1), (5, 2), (-5, 3), (2, 4)]]
+    batched = mtcnn.detect(images)
+    single = [mtcnn.detect([im])[0] for im in images]
+    for a, b in zip(batched, single, strict=True):
+        assert len(a) == len(b) == 1
+        assert iou(a[0].box, b[0].box) > 0.95
+
+
+def test_materialize_ravdess_frames_and_face_crops_on_demo(demo_raw, tmp_path):
+    storage = tmp_path / "storage"
+    resources = {"storage_resource": StorageResource(raw_dir=str(demo_raw),
+                                                     storage_dir=str(storage)),
+                 "face_detector": FaceDetector()}
+    instance = DagsterInstance.ephemeral()
+    for dataset in ("ravdess", "jaffe"):
+        result = materialize([raw_images, face_crops], partition_key=dataset,
+                             resources=resources, instance=instance)
+        assert result.success
+        assert all(c.passed for c in result.get_asset_check_evaluations())
+    frames = read_table(storage / "raw_images" / "ravdess.parquet")
+    faces = read_table(storage / "face_crops" / "ravdess.parquet")
+    per_clip = {}
+    for path in frames.column("source_path").to_pylist():
+        per_clip[path] = per_clip.get(path, 0) + 1
+    assert len(per_clip) == 16
+    assert all(1 < n < 12 for n in per_clip.values())  # 12 sampled at 5 fps from 2.4 s
+    assert faces.num_rows >= 0.9 * frames.num_rows
+    assert set(faces.column("detector").to_pylist()) <= {"mtcnn", "haar"}
+    crop = decode_png(faces.column("face")[0].as_py())
+    assert crop.shape == (48, 48)
+    meta = result.get_asset_materialization_events()[-1].materialization.metadata
+    assert meta["preview"].value.startswith("![jaffe face crops](data:image/png;base64,")
