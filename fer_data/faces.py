@@ -92,6 +92,7 @@ class HaarDetector:
     min_neighbors: int = 4
     min_size: int = 20
     confident_score: float = 5.0  # level weight; real faces score 5-13, stray hits 0.5-4
+    find_eyes: bool = True
     name: str = "haar"
 
     @cached_property
@@ -113,8 +114,9 @@ class HaarDetector:
             minSize=(min_size, min_size), outputRejectLevels=True)
         faces = []
         for (x, y, w, h), weight in zip(rects, np.ravel(weights), strict=True):
+            eyes = self._eyes(gray, x, y, w, h) if self.find_eyes else None
             faces.append(Face((float(x), float(y), float(x + w), float(y + h)), float(weight),
-                              self._eyes(gray, x, y, w, h)))
+                              eyes))
         return faces
 
     def _eyes(self, gray: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray | None:

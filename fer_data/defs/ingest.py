@@ -38,7 +38,7 @@ class IngestConfig(Config):
                                "where the actor is still neutral.")
     video_max_height: int = Field(360, description="RAVDESS: frames are downscaled to this "
                                   "height (1280x720 -> 640x360).")
-    frame_hash_threshold: int = Field(8, description="RAVDESS: drop a frame within this many "
+    frame_hash_threshold: int = Field(4, description="RAVDESS: drop a frame within this many "
                                       "pHash bits of the last kept frame.")
     frame_hash_face: bool = Field(True, description="RAVDESS: hash the face found by a Haar "
                                   "cascade rather than the whole frame.")
