@@ -22,7 +22,8 @@ def all_assets() -> list:
 
 
 # Dagster's console logger prints every engine event at DEBUG; a terminal run wants INFO.
-SUMMARY_KEYS = ("records", "rejects", "faces", "detection_rate")
+SUMMARY_KEYS = ("records", "rejects", "faces", "detection_rate", "kept", "label_conflict_clusters",
+                "dagster/row_count")
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -36,20 +37,26 @@ def run(partitions: list[str]) -> bool:
     ok = True
     for key in partitions:
         print(f"== {key}", flush=True)
-        result = materialize(assets, selection=AssetSelection.assets(*partitioned),
-                             partition_key=key, instance=instance, resources=resources,
-                             run_config=RUN_CONFIG, raise_on_error=False)
-        ok &= result.success
-        for event in result.get_asset_materialization_events():
-            meta = event.materialization.metadata
-            print(f"   {event.asset_key.to_user_string()}[{key}]: "
-                  + ", ".join(f"{k} {meta[k].value}" for k in SUMMARY_KEYS if k in meta))
+        ok &= _materialize(assets, partitioned, instance, resources, key)
     if unpartitioned:
-        result = materialize(assets, selection=AssetSelection.assets(*unpartitioned),
-                             instance=instance, resources=resources, run_config=RUN_CONFIG,
-                             raise_on_error=False)
-        ok &= result.success
+        print("== all datasets", flush=True)
+        ok &= _materialize(assets, unpartitioned, instance, resources, None)
     return ok
+
+
+def _materialize(assets, selected, instance, resources, partition: str | None) -> bool:
+    result = materialize(assets, selection=AssetSelection.assets(*selected),
+                         partition_key=partition, instance=instance, resources=resources,
+                         run_config=RUN_CONFIG, raise_on_error=False)
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        name = event.asset_key.to_user_string() + (f"[{partition}]" if partition else "")
+        print(f"   {name}: " + ", ".join(f"{k} {meta[k].value}" for k in SUMMARY_KEYS
+                                         if k in meta))
+    for check in result.get_asset_check_evaluations():
+        if not check.passed:
+            print(f"   CHECK FAILED {check.asset_key.to_user_string()}.{check.check_name}")
+    return result.success
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,14 +55,17 @@ def write_demo(raw_dir: str | Path, spec: DemoSpec = DemoSpec()) -> dict[str, in
     """Write every demo dataset under raw_dir/<dataset>/; returns files written per dataset."""
     raw_dir = Path(raw_dir)
     rng = np.random.default_rng(spec.seed)
-    people = [random_identity(rng) for _ in range(24)]
+    people = [random_identity(rng) for _ in range(48)]
+    # people 0-15 pose for the lab datasets; the in-the-wild sets draw from the others, as
+    # no real person is in both FER2013 and, say, JAFFE
+    crowd = people[16:]
     # each dataset draws from its own stream, so writing a subset gives the same files
     streams = dict(zip(ALL, rng.spawn(len(ALL)), strict=True))
     writers = {
-        "fer2013": lambda r: _write_fer2013(raw_dir / "fer2013", people, r),
+        "fer2013": lambda r: _write_fer2013(raw_dir / "fer2013", crowd, r),
         "face_expression": lambda r: _write_face_expression(
-            raw_dir / "face_expression", _fer_rows(people, copy.deepcopy(streams["fer2013"])),
-            people, r),
+            raw_dir / "face_expression", _fer_rows(crowd, copy.deepcopy(streams["fer2013"])),
+            crowd, r),
         "ckplus": lambda r: _write_ckplus(raw_dir / "ckplus", people[:spec.ckplus_subjects], r),
         "kdef": lambda r: _write_kdef(raw_dir / "kdef", people[6:6 + spec.kdef_subjects], r),
         "jaffe": lambda r: _write_jaffe(raw_dir / "jaffe", people[10:10 + spec.jaffe_posers], r),
@@ -79,8 +82,13 @@ def write_demo(raw_dir: str | Path, spec: DemoSpec = DemoSpec()) -> dict[str, in
 
 def tight_face(ident: Identity, expression: str, rng: np.random.Generator) -> np.ndarray:
     """A 48x48 gray face crop in the style of FER2013."""
-    pose = random_pose(rng, amount=0.6)
-    pose = replace(pose, scale=pose.scale * TIGHT_CROP)
+    # in-the-wild variety: head pose, framing and strong side light, as in FER2013
+    pose = random_pose(rng, amount=1.8)
+    pose = replace(pose, scale=pose.scale * TIGHT_CROP,
+                   light_strength=rng.uniform(0.1, 0.45))
+    shade = int(rng.integers(40, 250))
+    ident = replace(ident, background=(shade, shade, shade),
+                    hair_volume=float(rng.uniform(0.0, 0.1)))
     return to_gray(draw_face(ident, expression, pose, size=(48, 48), rng=rng))
 
 

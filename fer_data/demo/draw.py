@@ -32,6 +32,10 @@ class Identity:
     eye_size: float
     mouth_width: float
     background: tuple[int, int, int]
+    fringe: float = 0.62  # hairline height: 0.45 (low fringe) .. 0.8 (high forehead)
+    parting: float = 0.0  # -1..1: the fringe sweeps to one side
+    long_hair: float = 0.0  # 0..1: hair falling beside the face
+    beard: float = 0.0  # 0..1: stubble darkening the jaw
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def random_identity(rng: np.random.Generator) -> Identity:
     skin = (int(235 * tone), int(190 * tone), int(160 * tone))
     hair_tone = rng.uniform(0.05, 0.45)
     hair = (int(120 * hair_tone), int(90 * hair_tone), int(70 * hair_tone))
-    bg = int(rng.uniform(150, 235))
+    bg = int(rng.uniform(90, 240))
     return Identity(
         face_w=float(rng.uniform(0.24, 0.29)),
         face_h=float(rng.uniform(0.33, 0.355)),
@@ -103,6 +107,10 @@ def random_identity(rng: np.random.Generator) -> Identity:
         eye_size=float(rng.uniform(0.85, 1.15)),
         mouth_width=float(rng.uniform(0.36, 0.46)),
         background=(bg, bg, int(bg * rng.uniform(0.9, 1.0))),
+        fringe=float(rng.uniform(0.45, 0.8)),
+        parting=float(rng.uniform(-1, 1)),
+        long_hair=float(rng.choice([0.0, rng.uniform(0.4, 1.0)])),
+        beard=float(rng.choice([0.0, 0.0, rng.uniform(0.3, 0.7)])),
     )
 
 
@@ -180,6 +188,10 @@ def _draw_hair_and_neck(draw: ImageDraw.ImageDraw, ident: Identity, cx, cy, fw, 
                    fill=tuple(int(c * 0.8) for c in ident.skin))
     v = ident.hair_volume * fh * 3
     draw.ellipse([cx - fw - v, cy - fh - v, cx + fw + v, cy + fh * 0.25], fill=ident.hair)
+    if ident.long_hair > 0:  # hair falling to the shoulders on both sides
+        drop = cy + fh * (0.2 + 0.9 * ident.long_hair)
+        draw.rectangle([cx - fw - v, cy - fh * 0.2, cx - fw * 0.7, drop], fill=ident.hair)
+        draw.rectangle([cx + fw * 0.7, cy - fh * 0.2, cx + fw + v, drop], fill=ident.hair)
 
 
 def _shade_face(rgb: np.ndarray, cx, cy, fw, fh, ident: Identity) -> np.ndarray:
@@ -193,8 +205,12 @@ def _shade_face(rgb: np.ndarray, cx, cy, fw, fh, ident: Identity) -> np.ndarray:
     inside = r2 <= 1.0
     box = rgb[top:bottom, left:right]
     box *= np.where(inside, 1.0 - 0.35 * r2**2, 1.0)[..., None]
-    fringe = inside & (y < cy - fh * 0.62 + 0.08 * fh * np.cos((x - cx) / fw * 3.0))
-    box[fringe] = ident.hair
+    u = (x - cx) / fw
+    hairline = cy - fh * ident.fringe + 0.08 * fh * np.cos(u * 3.0) - 0.12 * fh * ident.parting * u
+    box[inside & (y < hairline)] = ident.hair
+    if ident.beard > 0:  # stubble: the jaw below the mouth line darkens
+        jaw = inside & (y > cy + fh * 0.62)
+        box[jaw] *= 1 - 0.4 * ident.beard
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 

@@ -1,0 +1,202 @@
+"""`face_index`, `splits` and `curated_dataset`: de-duplicate across datasets, split without
+leakage, publish."""
+
+import json
+from collections import Counter
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from fer_data import storage
+from fer_data.curate import INDEX_COLUMNS, counts_by_source, load_faces, publish_rows
+from fer_data.dedup import DedupOptions, build_index
+from fer_data.defs.metadata import counts_table
+from fer_data.defs.resources import StorageResource
+from fer_data.previews import markdown_image
+from fer_data.publish import CLASS_SETS, PublishOptions, publish
+from fer_data.splits import SplitOptions, assign_splits, check_leaks
+
+ALL = "all"  # the single "partition" name of whole-collection tables
+
+
+class DedupConfig(Config):
+    threshold: int = Field(4, description="pHash Hamming distance at or below which two faces "
+                           "are near duplicates (0-15).")
+    include_flips: bool = Field(True, description="Also match horizontally mirrored copies.")
+    conflict_policy: Literal["drop_all", "keep_majority"] = Field(
+        "keep_majority", description="A cluster whose members disagree on the label: keep the "
+        "majority label's representative (ties drop all), or drop all.")
+    min_std: float = Field(4.0, description="Faces with a pixel standard deviation below this "
+                           "are near-uniform: rejected as low_information.")
+
+
+@asset(
+    deps=["face_crops"],
+    group_name="curate",
+    kinds={"numpy", "parquet"},
+    owners=["team:fer-data"],
+    code_version="1",
+)
+def face_index(context: AssetExecutionContext, config: DedupConfig,
+               storage_resource: StorageResource) -> MaterializeResult:
+    """Every face of every dataset, clustered by exact pixels and pHash (mirrors included),
+    with the one kept per cluster and why the others were dropped."""
+    layout = storage_resource.layout()
+    faces, found = load_faces(layout, INDEX_COLUMNS)
+    options = DedupOptions(config.threshold, config.include_flips, config.conflict_policy,
+                           config.min_std)
+    result = build_index(faces, options)
+    path = storage.write_table(result.index, layout.table("face_index", ALL),
+                               {"fer_data.dedup": config.model_dump_json()})
+    dropped = result.index.filter(pc.invert(result.index.column("keep")))
+    rejects = pa.table({
+        "dataset": dropped.column("dataset"),
+        "source_path": dropped.column("image_id"),
+        "stage": pa.array(["dedup"] * dropped.num_rows, pa.string()),
+        "reason": dropped.column("drop_reason"),
+        "detail": dropped.column("drop_detail"),
+    })
+    storage.write_table(rejects, layout.rejects("face_index", ALL))
+    kept = int(pc.sum(result.index.column("keep")).as_py() or 0)
+    sizes = Counter(result.index.column("cluster_size").to_pylist())
+    return MaterializeResult(metadata={
+        "dagster/row_count": result.index.num_rows,
+        "datasets": ", ".join(found),
+        "faces": result.index.num_rows,
+        "kept": kept,
+        "dropped_by_reason": counts_table(dict(Counter(rejects.column("reason").to_pylist())),
+                                          "reason"),
+        "near_duplicate_pairs": result.pairs,
+        "clusters_with_duplicates": sum(1 for s in sizes if s > 1),
+        "exact_duplicate_groups": result.exact_groups,
+        "exact_groups_with_label_conflicts": result.exact_conflict_groups,
+        "label_conflict_clusters": result.conflict_clusters,
+        "conflict_examples": MetadataValue.json(result.conflict_examples),
+        "clusters_spanning_official_splits": result.clusters_spanning_splits,
+        "cross_dataset_clusters": _cross_dataset_clusters(result.index),
+        "table": MetadataValue.path(str(path)),
+    })
+
+
+def _cross_dataset_clusters(index: pa.Table) -> int:
+    datasets: dict[int, set] = {}
+    for c, d in zip(index.column("cluster_id").to_pylist(), index.column("dataset").to_pylist(),
+                    strict=True):
+        datasets.setdefault(c, set()).add(d)
+    return sum(1 for v in datasets.values() if len(v) > 1)
+
+
+class SplitConfig(Config):
+    train: float = Field(0.7, description="Share of subjects (or images) for training.")
+    val: float = Field(0.15, description="Share for validation.")
+    test: float = Field(0.15, description="Share for testing.")
+    seed: int = Field(0, description="Seed of the subject and image assignment.")
+    threshold: int = Field(4, description="pHash radius the leak check uses (match face_index).")
+
+
+@asset(
+    deps=["face_index"],
+    group_name="curate",
+    kinds={"numpy", "parquet"},
+    owners=["team:fer-data"],
+    code_version="1",
+    check_specs=[
+        AssetCheckSpec("no_duplicates_across_splits", asset="splits", blocking=True,
+                       description="no near-duplicate pair (pHash, mirrors too) in two splits"),
+        AssetCheckSpec("no_subjects_across_splits", asset="splits", blocking=True,
+                       description="every subject's faces sit in one split"),
+    ],
+)
+def splits(context: AssetExecutionContext, config: SplitConfig,
+           storage_resource: StorageResource) -> MaterializeResult:
+    """train/val/test for every kept face: official splits kept, subject-disjoint elsewhere."""
+    layout = storage_resource.layout()
+    index = storage.read_table(layout.table("face_index", ALL))
+    options = SplitOptions((config.train, config.val, config.test), config.seed)
+    table = assign_splits(index, options)
+    path = storage.write_table(table, layout.table("splits", ALL),
+                               {"fer_data.splits": config.model_dump_json()})
+    leaks = check_leaks(table, index, config.threshold)
+    rules = Counter(zip(table.column("dataset").to_pylist(), table.column("split").to_pylist(),
+                        strict=True))
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": table.num_rows,
+            "by_dataset_and_split": counts_table({f"{d} / {s}": n for (d, s), n in rules.items()},
+                                                 "dataset / split"),
+            "rules": counts_table(dict(Counter(table.column("split_rule").to_pylist())), "rule"),
+            "table": MetadataValue.path(str(path)),
+        },
+        check_results=[
+            AssetCheckResult(check_name="no_duplicates_across_splits",
+                             passed=leaks.duplicate_pairs_across_splits == 0,
+                             metadata={"pairs": leaks.duplicate_pairs_across_splits,
+                                       "examples": MetadataValue.json(leaks.examples)}),
+            AssetCheckResult(check_name="no_subjects_across_splits",
+                             passed=leaks.subjects_across_splits == 0,
+                             metadata={"subjects": leaks.subjects_across_splits}),
+        ],
+    )
+
+
+class PublishConfig(Config):
+    class_sets: list[str] = Field(["fer7"], description=f"Class sets to publish, from "
+                                  f"{sorted(CLASS_SETS)}.")
+    calm: Literal["neutral", "drop"] = Field("neutral", description="RAVDESS calm: map to "
+                                             "neutral or drop.")
+
+
+@asset(
+    deps=["splits"],
+    group_name="publish",
+    kinds={"parquet"},
+    owners=["team:fer-data"],
+    code_version="1",
+)
+def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
+                    storage_resource: StorageResource) -> MaterializeResult:
+    """curated/<class set>/: train/val/test Parquet, dataset card, class balance, samples."""
+    layout = storage_resource.layout()
+    faces, _ = load_faces(layout, ["image_id", "dataset", "label", "subject_id", "face"])
+    split_table = storage.read_table(layout.table("splits", ALL))
+    rows = publish_rows(faces, split_table)
+    index = storage.read_table(layout.table("face_index", ALL),
+                               columns=["keep", "drop_reason", "cluster_size"])
+    card = {
+        "config": {key.decode(): json.loads(value) for table in (index, split_table)
+                   for key, value in (table.schema.metadata or {}).items()
+                   if key.startswith(b"fer_data.")},
+        "by_source": counts_by_source(rows),
+        "cleaning": {
+            "faces indexed": index.num_rows,
+            "kept after de-duplication": rows.num_rows,
+            "dropped": dict(Counter(r for r in index.column("drop_reason").to_pylist() if r)),
+        },
+    }
+    metadata = {}
+    for name in config.class_sets:
+        if name not in CLASS_SETS:
+            raise ValueError(f"unknown class set {name!r}; choose from {sorted(CLASS_SETS)}")
+        result = publish(rows, layout.curated_dir, PublishOptions(name, calm=config.calm), card)
+        total = {s: sum(c.values()) for s, c in result.counts.items()}
+        metadata[f"{name}_rows"] = MetadataValue.json(total)
+        metadata[f"{name}_path"] = MetadataValue.path(str(result.folder))
+        metadata[f"{name}_class_balance"] = MetadataValue.md(markdown_image(
+            (result.folder / "class_balance.png").read_bytes(), f"{name} class balance"))
+        metadata[f"{name}_samples"] = MetadataValue.md(markdown_image(
+            (result.folder / "samples.png").read_bytes(), f"{name} samples"))
+    metadata["config"] = MetadataValue.json(json.loads(config.model_dump_json()))
+    metadata["dagster/row_count"] = rows.num_rows
+    return MaterializeResult(metadata=metadata)
+

@@ -1,0 +1,136 @@
+"""Splits stage: train/val/test for every kept face, without leakage.
+
+- A dataset's official split is kept (FER2013 Training/PublicTest/PrivateTest, folder sets'
+  train/validation).
+- Faces with a subject and no official split are split by subject (every picture of a person in
+  one split), label-stratified as far as whole subjects allow, deterministic from a seed.
+- Faces with neither are split per image, stratified by label.
+Duplicates were already collapsed to one representative per cluster (taken from the most
+protected split), so no cluster straddles splits; `check_leaks` verifies it independently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from fer_data.dedup import near_pairs
+from fer_data.schema import SPLITS
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 0
+
+
+def split_subjects(subject_labels: dict[str, Counter], options: SplitOptions,
+                   rng: np.random.Generator) -> dict[str, str]:
+    """Greedy stratified assignment of whole subjects: largest subjects first (ties in random
+    order), each to the split whose per-label counts lag their targets the most."""
+    totals = Counter()
+    for counts in subject_labels.values():
+        totals.update(counts)
+    labels = sorted(totals)
+    target = {s: np.array([totals[k] * r for k in labels]) for s, r in zip(SPLITS, options.ratios,
+                                                                           strict=True)}
+    have = {s: np.zeros(len(labels)) for s in SPLITS}
+    subjects = sorted(subject_labels)
+    jitter = rng.permutation(len(subjects))
+    order = sorted(range(len(subjects)),
+                   key=lambda i: (-sum(subject_labels[subjects[i]].values()), jitter[i]))
+    assignment = {}
+    for i in order:
+        subject = subjects[i]
+        vector = np.array([subject_labels[subject][k] for k in labels], dtype=float)
+        # how much closer to its target each split gets; splits with no room score lower
+        gains = {s: float(np.minimum(vector, np.maximum(target[s] - have[s], 0)).sum()
+                          - 0.5 * np.maximum(have[s] + vector - target[s], 0).sum())
+                 for s in SPLITS if options.ratios[SPLITS.index(s)] > 0}
+        best = max(gains, key=lambda s: (gains[s], -have[s].sum()))
+        assignment[subject] = best
+        have[best] += vector
+    return assignment
+
+
+def split_images(labels: list[str], options: SplitOptions,
+                 rng: np.random.Generator) -> list[str]:
+    """Per-image stratified split for faces with no subject and no official split."""
+    out = [""] * len(labels)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels):
+        by_label[label].append(i)
+    bounds = np.cumsum(options.ratios)
+    for label in sorted(by_label):
+        idx = np.array(by_label[label])[rng.permutation(len(by_label[label]))]
+        cut = np.round(bounds / bounds[-1] * len(idx)).astype(int)
+        for split, part in zip(SPLITS, np.split(idx, cut[:-1]), strict=True):
+            for i in part:
+                out[int(i)] = split
+    return out
+
+
+def assign_splits(index: pa.Table, options: SplitOptions) -> pa.Table:
+    """Split for every kept row of the face index: image_id, dataset, label, subject_id,
+    split, split_rule."""
+    kept = index.filter(index.column("keep"))
+    ids = kept.column("image_id").to_pylist()
+    labels = kept.column("label").to_pylist()
+    subjects = kept.column("subject_id").to_pylist()
+    official = kept.column("official_split").to_pylist()
+    rng = np.random.default_rng(options.seed)
+
+    split: list[str | None] = list(official)
+    rule = ["official" if s else None for s in official]
+    subject_labels: dict[str, Counter] = defaultdict(Counter)
+    for i, (s, subject) in enumerate(zip(official, subjects, strict=True)):
+        if s is None and subject:
+            subject_labels[subject][labels[i]] += 1
+    by_subject = split_subjects(subject_labels, options, rng)
+    loose = [i for i, (s, subject) in enumerate(zip(official, subjects, strict=True))
+             if s is None and not subject]
+    for i, subject in enumerate(subjects):
+        if split[i] is None and subject:
+            split[i], rule[i] = by_subject[subject], "subject"
+    for i, s in zip(loose, split_images([labels[i] for i in loose], options, rng), strict=True):
+        split[i], rule[i] = s, "stratified"
+    return pa.table({
+        "image_id": ids,
+        "dataset": kept.column("dataset"),
+        "label": labels,
+        "subject_id": subjects,
+        "split": split,
+        "split_rule": rule,
+    })
+
+
+@dataclass
+class LeakReport:
+    duplicate_pairs_across_splits: int
+    subjects_across_splits: int
+    examples: list[str]
+
+
+def check_leaks(splits: pa.Table, index: pa.Table, threshold: int) -> LeakReport:
+    """Independent check of the published rows: near-duplicate pairs (pHash, either
+    orientation) in different splits, and subjects present in more than one split."""
+    joined = splits.join(index.select(["image_id", "phash", "phash_flipped"]), "image_id")
+    hashes = np.asarray(joined.column("phash").to_numpy(), dtype=np.int64)
+    flipped = np.asarray(joined.column("phash_flipped").to_numpy(), dtype=np.int64)
+    split = np.array(joined.column("split").to_pylist(), dtype=object)
+    ids = joined.column("image_id").to_pylist()
+    pairs = np.concatenate([near_pairs(hashes, hashes, threshold, same_set=True),
+                            near_pairs(flipped, hashes, threshold, same_set=False)])
+    pairs = np.unique(np.sort(pairs, axis=1), axis=0)  # a mirrored match is found both ways
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    crossing = pairs[split[pairs[:, 0]] != split[pairs[:, 1]]] if len(pairs) else pairs
+    subject_splits: dict[str, set] = defaultdict(set)
+    for subject, s in zip(joined.column("subject_id").to_pylist(), split, strict=True):
+        if subject:
+            subject_splits[subject].add(s)
+    leaking = sorted(k for k, v in subject_splits.items() if len(v) > 1)
+    examples = [f"{ids[a]} ({split[a]}) ~ {ids[b]} ({split[b]})" for a, b in crossing[:5]]
+    return LeakReport(len(crossing), len(leaking), examples + leaking[:5])

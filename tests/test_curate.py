@@ -1,0 +1,266 @@
+"""De-duplication, leak-free splits and publishing, read back by every reader users have."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from dagster import DagsterInstance, materialize
+
+from fer_data.dedup import DedupOptions, build_index, near_pairs, popcount64
+from fer_data.defs.curate import curated_dataset, face_index, splits
+from fer_data.defs.faces import FaceDetector, face_crops
+from fer_data.defs.ingest import raw_images
+from fer_data.defs.resources import StorageResource
+from fer_data.images import encode_png
+from fer_data.phash import phash_batch
+from fer_data.publish import CLASS_SETS, PublishOptions, publish
+from fer_data.readers import DATASETS
+from fer_data.splits import SplitOptions, assign_splits, check_leaks
+from fer_data.torch_dataset import CuratedFaces
+
+
+def brute_force_pairs(a, b, threshold, same_set):
+    d = popcount64(a[:, None] ^ b[None, :])
+    i, j = np.nonzero(d <= threshold)
+    keep = i < j if same_set else np.ones(len(i), bool)
+    return set(zip(i[keep].tolist(), j[keep].tolist(), strict=True))
+
+
+@pytest.mark.parametrize("threshold", [0, 2, 4, 6, 9])
+def test_multi_index_search_equals_brute_force(threshold):
+    rng = np.random.default_rng(threshold)
+    base = rng.integers(-(2**63), 2**63 - 1, 1500, dtype=np.int64)
+    noise = np.zeros(500, np.uint64)
+    for k in range(500):  # near copies, 0..8 bits away
+        for bit in rng.choice(64, rng.integers(0, 9), replace=False):
+            noise[k] |= np.uint64(1) << np.uint64(bit)
+    hashes = np.concatenate([base, (base[:500].view(np.uint64) ^ noise).view(np.int64)])
+    got = {tuple(p) for p in near_pairs(hashes, hashes, threshold, same_set=True).tolist()}
+    assert got == brute_force_pairs(hashes, hashes, threshold, same_set=True)
+    other = hashes[::-1].copy()
+    got = {tuple(p) for p in near_pairs(hashes, other, threshold, same_set=False).tolist()}
+    assert got == brute_force_pairs(hashes, other, threshold, same_set=False)
+
+
+def face_rows(images, labels, datasets=None, subjects=None, splits=None):
+    n = len(images)
+    return pa.table({
+        "image_id": [f"id{i:03d}" for i in range(n)],
+        "dataset": datasets or ["fer2013"] * n,
+        "label": labels,
+        "subject_id": subjects or [None] * n,
+        "official_split": splits or [None] * n,
+        "face": [encode_png(im) for im in images],
+        "phash": pa.array(phash_batch(images), pa.int64()),
+    })
+
+
+def textures(n, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        small = rng.integers(0, 256, (6, 6)).astype(np.uint8)
+        out.append(np.kron(small, np.ones((8, 8), np.uint8)))
+    return out
+
+
+def test_exact_near_and_mirrored_duplicates_cluster_and_one_is_kept():
+    a, b, c, d = textures(4)
+    noisy = np.clip(a.astype(int) + np.random.default_rng(1).integers(-3, 4, a.shape), 0,
+                    255).astype(np.uint8)
+    images = [a, a.copy(), noisy, np.fliplr(b), b, c, np.full((48, 48), 7, np.uint8), d]
+    labels = ["happy", "happy", "happy", "sad", "sad", "fear", "angry", "neutral"]
+    splits_ = ["train", "test", "train", "train", "train", "train", "train", "train"]
+    result = build_index(face_rows(images, labels, splits=splits_), DedupOptions())
+    rows = result.index.to_pylist()
+    cluster = [r["cluster_id"] for r in rows]
+    assert cluster[0] == cluster[1] == cluster[2]  # exact and near copies
+    assert cluster[3] == cluster[4]  # mirrored copy
+    assert len({cluster[0], cluster[3], cluster[5], cluster[7]}) == 4
+    assert [r["keep"] for r in rows] == [False, True, False, True, False, True, False, True]
+    assert rows[1]["official_split"] == "test"  # the most protected split's copy survives
+    assert rows[0]["drop_reason"] == "duplicate" and rows[0]["drop_detail"] == "of id001"
+    assert rows[6]["drop_reason"] == "low_information"
+    assert result.exact_groups == 1 and result.clusters_spanning_splits == 1
+
+
+def test_label_conflicts_follow_the_policy():
+    a, b = textures(2, seed=5)
+    images = [a, a, a, b, b]
+    labels = ["happy", "happy", "sad", "fear", "angry"]
+    for policy, kept in [("keep_majority", [True, False, False, False, False]),
+                         ("drop_all", [False, False, False, False, False])]:
+        result = build_index(face_rows(images, labels), DedupOptions(conflict_policy=policy))
+        assert result.index.column("keep").to_pylist() == kept
+        assert result.conflict_clusters == 2 and result.exact_conflict_groups == 2
+        reasons = result.index.column("drop_reason").to_pylist()
+        assert reasons[2] == reasons[3] == "label_conflict"
+
+
+def test_one_subjects_posed_expressions_are_not_duplicates():
+    a = textures(1)[0]
+    rows = face_rows([a, a, a], ["happy", "sad", "sad"], datasets=["jaffe"] * 3,
+                     subjects=["jaffe:KA"] * 3)
+    index = build_index(rows, DedupOptions()).index
+    assert index.column("keep").to_pylist() == [True, True, False]
+    assert index.column("drop_reason").to_pylist() == [None, None, "duplicate"]
+
+
+def test_subject_splits_are_disjoint_stratified_and_seeded():
+    rng = np.random.default_rng(0)
+    subjects, labels = [], []
+    for s in range(40):
+        for label in ("happy", "sad", "angry"):
+            for _ in range(int(rng.integers(1, 4))):
+                subjects.append(f"kdef:S{s:02d}")
+                labels.append(label)
+    n = len(labels)
+    index = pa.table({"image_id": [f"i{i}" for i in range(n)], "dataset": ["kdef"] * n,
+                      "label": labels, "subject_id": subjects, "official_split": [None] * n,
+                      "keep": [True] * n, "phash": pa.array(np.arange(n) * 0x0F0F0F0F, pa.int64()),
+                      "phash_flipped": pa.array(np.arange(n) * 0x0F0F0F0F, pa.int64())})
+    first = assign_splits(index, SplitOptions(seed=1))
+    again = assign_splits(index, SplitOptions(seed=1))
+    other = assign_splits(index, SplitOptions(seed=2))
+    assert first.equals(again) and not first.equals(other)
+    by_subject = {}
+    for subject, split in zip(subjects, first.column("split").to_pylist(), strict=True):
+        by_subject.setdefault(subject, set()).add(split)
+    assert all(len(v) == 1 for v in by_subject.values())
+    shares = pd.Series(first.column("split").to_pylist()).value_counts(normalize=True)
+    assert abs(shares["train"] - 0.7) < 0.08 and abs(shares["test"] - 0.15) < 0.06
+    for label in ("happy", "sad", "angry"):
+        mine = [s for s, lab in zip(first.column("split").to_pylist(), labels, strict=True)
+                if lab == label]
+        assert abs(mine.count("train") / len(mine) - 0.7) < 0.12
+    assert check_leaks(first, index, 4).subjects_across_splits == 0
+
+
+def test_leak_check_finds_a_planted_cross_split_duplicate():
+    a, b = textures(2, seed=9)
+    rows = face_rows([a, b, np.fliplr(a)], ["happy", "sad", "happy"])
+    index = build_index(rows, DedupOptions()).index
+    split_table = pa.table({"image_id": ["id000", "id001", "id002"],
+                            "dataset": ["fer2013"] * 3, "label": ["happy", "sad", "happy"],
+                            "subject_id": [None, "x", "x"], "split": ["train", "test", "val"],
+                            "split_rule": ["official"] * 3})
+    report = check_leaks(split_table, index, 4)
+    assert report.duplicate_pairs_across_splits == 1
+    assert report.subjects_across_splits == 1
+
+
+@pytest.fixture(scope="module")
+def published(demo_raw, tmp_path_factory):
+    """The whole demo pipeline, raw/ to curated/, in one Dagster instance."""
+    root = tmp_path_factory.mktemp("pipeline")
+    resources = {"storage_resource": StorageResource(raw_dir=str(demo_raw),
+                                                     storage_dir=str(root / "storage"),
+                                                     curated_dir=str(root / "curated")),
+                 "face_detector": FaceDetector()}
+    instance = DagsterInstance.ephemeral()
+    for dataset in DATASETS:
+        assert materialize([raw_images, face_crops], partition_key=dataset, resources=resources,
+                           instance=instance).success
+    config = {"ops": {"curated_dataset": {"config": {
+        "class_sets": ["fer7", "fer4_hnss"], "calm": "neutral"}}}}
+    result = materialize([face_index, splits, curated_dataset], resources=resources,
+                         instance=instance, run_config=config)
+    assert result.success
+    return root, result
+
+
+def test_demo_pipeline_publishes_leak_free_splits(published):
+    root, result = published
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"no_duplicates_across_splits": True, "no_subjects_across_splits": True}
+    folder = root / "curated" / "fer7"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "_SUCCESS", "class_balance.png", "dataset_card.md", "samples.png", "test.parquet",
+        "train.parquet", "val.parquet"]
+    frames = {s: pd.read_parquet(folder / f"{s}.parquet") for s in ("train", "val", "test")}
+    assert all(len(f) > 0 for f in frames.values())
+    assert all((f["split"] == s).all() for s, f in frames.items())
+    ids = [set(f["image_id"]) for f in frames.values()]
+    assert not any(a & b for a, b in combinations(ids, 2))
+    subjects = [set(f["subject_id"].dropna()) for f in frames.values()]
+    assert not any(a & b for a, b in combinations(subjects, 2))
+    index = pq.read_table(root / "storage" / "face_index" / "all.parquet")
+    assert sum(len(f) for f in frames.values()) == pa.compute.sum(index["keep"]).as_py() - sum(
+        1 for label, keep in zip(index["label"].to_pylist(), index["keep"].to_pylist(),
+                                 strict=True) if keep and label == "contempt")
+    fer4 = pd.read_parquet(root / "curated" / "fer4_hnss" / "train.parquet")
+    assert set(fer4["label_name"]) == {"happy", "neutral", "sad", "surprise"}
+    card = (folder / "dataset_card.md").read_text()
+    assert "| disgust |" in card and "jaffe" in card and "dropped" in card
+
+
+def test_published_parquet_reads_in_pyarrow_duckdb_and_torch(published):
+    root, _ = published
+    folder = root / "curated" / "fer7"
+    table = pq.read_table(folder / "train.parquet")
+    assert table.schema.field("image").type == pa.struct([("bytes", pa.binary()),
+                                                          ("path", pa.string())])
+    features = json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]
+    assert features["label"]["names"] == list(CLASS_SETS["fer7"])
+    names = table.column("label_name").to_pylist()
+    assert [CLASS_SETS["fer7"][i] for i in table.column("label").to_pylist()] == names
+    counts = duckdb.sql(f"select label_name, count(*) n from '{folder}/train.parquet' "
+                        "group by 1").fetchall()
+    assert dict(counts) == pd.Series(names).value_counts().to_dict()
+
+    data = CuratedFaces(folder, "train", transform=lambda im: torch.tensor(np.asarray(im)))
+    loader = torch.utils.data.DataLoader(data, batch_size=32, num_workers=2, shuffle=False)
+    seen = 0
+    for images, labels in loader:
+        assert images.shape[1:] == (48, 48) and images.dtype == torch.uint8
+        seen += len(labels)
+    assert seen == table.num_rows == len(data)
+    assert data.classes == list(CLASS_SETS["fer7"])
+    weights = data.class_weights()
+    assert weights[CLASS_SETS["fer7"].index("disgust")] > weights[CLASS_SETS["fer7"].index(
+        "happy")]
+
+
+def test_hugging_face_datasets_loads_image_and_class_label(published, tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root, _ = published
+    folder = root / "curated" / "fer7"
+    loaded = datasets.load_dataset("parquet", data_files={
+        s: str(folder / f"{s}.parquet") for s in ("train", "val", "test")},
+        cache_dir=str(tmp_path / "hf"))
+    features = loaded["train"].features
+    assert isinstance(features["image"], datasets.Image)
+    assert isinstance(features["label"], datasets.ClassLabel)
+    assert features["label"].names == list(CLASS_SETS["fer7"])
+    assert loaded["train"][0]["image"].size == (48, 48)
+
+
+def test_publish_replaces_atomically_and_crash_leaves_the_old_dataset(tmp_path, monkeypatch):
+    a, b = textures(2)
+    rows = pa.table({"image_id": ["x", "y"], "dataset": ["fer2013"] * 2,
+                     "label": ["happy", "sad"], "subject_id": [None, None],
+                     "split": ["train", "test"], "face": [encode_png(a), encode_png(b)]})
+    first = publish(rows, tmp_path, PublishOptions(), {})
+    assert pq.read_table(first.folder / "train.parquet").num_rows == 1
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("fer_data.publish.dataset_card", boom)
+    with pytest.raises(RuntimeError):
+        publish(rows.slice(0, 1), tmp_path, PublishOptions(), {})
+    assert pq.read_table(tmp_path / "fer7" / "test.parquet").num_rows == 1  # old one intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fer7"]
+    with pytest.raises(FileNotFoundError, match="_SUCCESS"):
+        (tmp_path / "fer7" / "_SUCCESS").unlink()
+        CuratedFaces(tmp_path / "fer7", "train")
