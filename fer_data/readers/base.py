@@ -173,7 +173,7 @@ def relpath(path: Path | str, root: Path | str) -> str:
 
 def walk_files(root: Path) -> Iterable[Path]:
     """Every regular file under root, sorted, so runs are deterministic."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         for name in sorted(filenames):
             yield Path(dirpath) / name

@@ -37,7 +37,7 @@ NameParser = Callable[[str], tuple[str | None, int | None, dict]]
 def find_class_dirs(root: Path) -> list[Path]:
     """Directories under root whose name is an expression class (synonyms included)."""
     found = []
-    for dirpath, dirnames, _ in os.walk(root):
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
         dirnames.sort()
         classes = [d for d in dirnames if canonical(d) is not None]
         found += [Path(dirpath) / d for d in classes]
