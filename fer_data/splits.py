@@ -50,7 +50,8 @@ def split_subjects(subject_labels: dict[str, Counter], options: SplitOptions,
         gains = {s: float(np.minimum(vector, np.maximum(target[s] - have[s], 0)).sum()
                           - 0.5 * np.maximum(have[s] + vector - target[s], 0).sum())
                  for s in SPLITS if options.ratios[SPLITS.index(s)] > 0}
-        best = max(gains, key=lambda s: (gains[s], -have[s].sum()))
+        # ties go to the split with least data, then to test before val: a test set matters most
+        best = max(gains, key=lambda s: (gains[s], -have[s].sum(), SPLITS.index(s)))
         assignment[subject] = best
         have[best] += vector
     return assignment
@@ -85,11 +86,15 @@ def assign_splits(index: pa.Table, options: SplitOptions) -> pa.Table:
 
     split: list[str | None] = list(official)
     rule = ["official" if s else None for s in official]
-    subject_labels: dict[str, Counter] = defaultdict(Counter)
+    # each dataset is split on its own, so every dataset shows up in every split
+    datasets = kept.column("dataset").to_pylist()
+    per_dataset: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     for i, (s, subject) in enumerate(zip(official, subjects, strict=True)):
         if s is None and subject:
-            subject_labels[subject][labels[i]] += 1
-    by_subject = split_subjects(subject_labels, options, rng)
+            per_dataset[datasets[i]][subject][labels[i]] += 1
+    by_subject: dict[str, str] = {}
+    for dataset in sorted(per_dataset):
+        by_subject.update(split_subjects(per_dataset[dataset], options, rng))
     loose = [i for i, (s, subject) in enumerate(zip(official, subjects, strict=True))
              if s is None and not subject]
     for i, subject in enumerate(subjects):

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_data.defs.resources import StorageResource
 from fer_data.demo import DemoSpec, write_demo
+from fer_data.readers import DATASETS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FER_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -45,3 +47,29 @@ def corrupt_image(path: Path) -> Path:
     path.with_suffix(".tmp.jpg").unlink()
     path.write_bytes(data[: len(data) // 3])
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_pipeline(demo_raw, tmp_path_factory):
+    """The whole demo pipeline, raw/ to curated/ (StarGAN smoke profile included), in one
+    Dagster instance. Returns (root folder, result of the unpartitioned run)."""
+    from dagster import DagsterInstance, materialize
+
+    from fer_data.definitions import defs
+
+    root = tmp_path_factory.mktemp("pipeline")
+    resources = {**defs.resources,
+                 "storage_resource": StorageResource(raw_dir=str(demo_raw),
+                                                     storage_dir=str(root / "storage"),
+                                                     curated_dir=str(root / "curated"))}
+    assets = list(defs.assets)
+    instance = DagsterInstance.ephemeral()
+    partitioned = [a for a in assets if a.partitions_def is not None]
+    for dataset in DATASETS:
+        assert materialize(partitioned, partition_key=dataset, resources=resources,
+                           instance=instance).success
+    config = {"ops": {"curated_dataset": {"config": {"class_sets": ["fer7", "fer4_hnss"]}}}}
+    result = materialize([a for a in assets if a.partitions_def is None], resources=resources,
+                         instance=instance, run_config=config)
+    assert result.success
+    return root, result

@@ -12,17 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from dagster import DagsterInstance, materialize
 
 from fer_data.dedup import DedupOptions, build_index, near_pairs, popcount64
-from fer_data.defs.curate import curated_dataset, face_index, splits
-from fer_data.defs.faces import FaceDetector, face_crops
-from fer_data.defs.ingest import raw_images
-from fer_data.defs.resources import StorageResource
 from fer_data.images import encode_png
 from fer_data.phash import phash_batch
 from fer_data.publish import CLASS_SETS, PublishOptions, publish
-from fer_data.readers import DATASETS
 from fer_data.splits import SplitOptions, assign_splits, check_leaks
 from fer_data.torch_dataset import CuratedFaces
 
@@ -158,29 +152,17 @@ def test_leak_check_finds_a_planted_cross_split_duplicate():
 
 
 @pytest.fixture(scope="module")
-def published(demo_raw, tmp_path_factory):
-    """The whole demo pipeline, raw/ to curated/, in one Dagster instance."""
-    root = tmp_path_factory.mktemp("pipeline")
-    resources = {"storage_resource": StorageResource(raw_dir=str(demo_raw),
-                                                     storage_dir=str(root / "storage"),
-                                                     curated_dir=str(root / "curated")),
-                 "face_detector": FaceDetector()}
-    instance = DagsterInstance.ephemeral()
-    for dataset in DATASETS:
-        assert materialize([raw_images, face_crops], partition_key=dataset, resources=resources,
-                           instance=instance).success
-    config = {"ops": {"curated_dataset": {"config": {
-        "class_sets": ["fer7", "fer4_hnss"], "calm": "neutral"}}}}
-    result = materialize([face_index, splits, curated_dataset], resources=resources,
-                         instance=instance, run_config=config)
-    assert result.success
-    return root, result
+def published(demo_pipeline):
+    return demo_pipeline
 
 
 def test_demo_pipeline_publishes_leak_free_splits(published):
     root, result = published
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"no_duplicates_across_splits": True, "no_subjects_across_splits": True}
+    real = {s: f[~f["is_synthetic"]] for s, f in
+            ((s, pd.read_parquet(root / "curated" / "fer7" / f"{s}.parquet"))
+             for s in ("train", "val", "test"))}
     folder = root / "curated" / "fer7"
     assert sorted(p.name for p in folder.iterdir()) == [
         "_SUCCESS", "class_balance.png", "dataset_card.md", "samples.png", "test.parquet",
@@ -193,7 +175,7 @@ def test_demo_pipeline_publishes_leak_free_splits(published):
     subjects = [set(f["subject_id"].dropna()) for f in frames.values()]
     assert not any(a & b for a, b in combinations(subjects, 2))
     index = pq.read_table(root / "storage" / "face_index" / "all.parquet")
-    assert sum(len(f) for f in frames.values()) == pa.compute.sum(index["keep"]).as_py() - sum(
+    assert sum(len(f) for f in real.values()) == pa.compute.sum(index["keep"]).as_py() - sum(
         1 for label, keep in zip(index["label"].to_pylist(), index["keep"].to_pylist(),
                                  strict=True) if keep and label == "contempt")
     fer4 = pd.read_parquet(root / "curated" / "fer4_hnss" / "train.parquet")

@@ -158,7 +158,7 @@ class PublishConfig(Config):
 
 
 @asset(
-    deps=["splits"],
+    deps=["splits", "synthetic_faces"],
     group_name="publish",
     kinds={"parquet"},
     owners=["team:fer-data"],
@@ -170,7 +170,9 @@ def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
     layout = storage_resource.layout()
     faces, _ = load_faces(layout, ["image_id", "dataset", "label", "subject_id", "face"])
     split_table = storage.read_table(layout.table("splits", ALL))
-    rows = publish_rows(faces, split_table)
+    synthetic_path = layout.table("synthetic_faces", ALL)
+    synthetic = storage.read_table(synthetic_path) if synthetic_path.exists() else None
+    rows = publish_rows(faces, split_table, synthetic)
     index = storage.read_table(layout.table("face_index", ALL),
                                columns=["keep", "drop_reason", "cluster_size"])
     card = {
@@ -180,7 +182,9 @@ def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
         "by_source": counts_by_source(rows),
         "cleaning": {
             "faces indexed": index.num_rows,
-            "kept after de-duplication": rows.num_rows,
+            "kept after de-duplication": split_table.num_rows,
+            "synthetic rows (training split only, StarGAN)": 0 if synthetic is None
+            else synthetic.num_rows,
             "dropped": dict(Counter(r for r in index.column("drop_reason").to_pylist() if r)),
         },
     }

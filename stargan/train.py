@@ -1,0 +1,250 @@
+"""StarGAN training: one config dataclass, small named steps, atomic resumable checkpoints.
+
+    checkpoint = train(config, images, labels, out_dir)
+
+`images` is a float tensor (N, C, H, W) in [-1, 1], `labels` an int tensor (N,) of domain
+indices. Every random draw comes from one seeded torch.Generator whose state is checkpointed, so
+a resumed run continues the very same loss curve (on CPU; on GPU up to cuDNN nondeterminism).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from stargan.model import Discriminator, Generator, discriminator_depth
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    image_size: int = 48
+    channels: int = 1
+    c_dim: int = 7
+    g_conv_dim: int = 64
+    d_conv_dim: int = 64
+    g_repeat_num: int = 6
+    d_repeat_num: int = 0  # 0: derived from image_size
+    lambda_cls: float = 1.0
+    lambda_rec: float = 10.0
+    lambda_gp: float = 10.0
+    g_lr: float = 1e-4
+    d_lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    n_critic: int = 5
+    batch_size: int = 16
+    num_iters: int = 200_000
+    num_iters_decay: int = 100_000  # linear lr decay to 0 over the last this many iterations
+    checkpoint_every: int = 10_000
+    log_every: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False  # bfloat16/float16 autocast on CUDA
+    channels_last: bool = False
+    domains: list[str] = field(default_factory=list)
+
+    def resolved(self) -> "TrainConfig":
+        depth = self.d_repeat_num or discriminator_depth(self.image_size)
+        return replace(self, d_repeat_num=depth,
+                       num_iters_decay=min(self.num_iters_decay, self.num_iters // 2))
+
+
+PROFILES: dict[str, TrainConfig] = {
+    # CPU, about a minute: for the demo and CI. Narrow nets and 5x the official learning rate,
+    # or 600 iterations teach the domain classifier nothing.
+    "smoke": TrainConfig(g_conv_dim=16, d_conv_dim=16, g_repeat_num=2, batch_size=16,
+                         g_lr=5e-4, d_lr=5e-4, num_iters=600, num_iters_decay=300,
+                         checkpoint_every=200, log_every=50),
+    # GPU: the official widths, 64 px, mixed precision
+    "full": TrainConfig(image_size=64, g_conv_dim=64, d_conv_dim=64, g_repeat_num=6,
+                        batch_size=16, num_iters=200_000, num_iters_decay=100_000,
+                        checkpoint_every=10_000, log_every=100, device="cuda", amp=True),
+}
+
+
+def _autocast(config: TrainConfig):
+    if config.amp and config.device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def label2onehot(labels: torch.Tensor, dim: int) -> torch.Tensor:
+    return F.one_hot(labels, dim).float()
+
+
+def gradient_penalty(d_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(||dD(x)/dx||_2 - 1)^2, the WGAN-GP term."""
+    grad = torch.autograd.grad(outputs=d_out, inputs=x, grad_outputs=torch.ones_like(d_out),
+                               retain_graph=True, create_graph=True, only_inputs=True)[0]
+    grad = grad.reshape(grad.size(0), -1)
+    return ((grad.norm(2, dim=1) - 1) ** 2).mean()
+
+
+def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, target)
+
+
+@dataclass
+class Models:
+    G: Generator
+    D: Discriminator
+    g_opt: torch.optim.Adam
+    d_opt: torch.optim.Adam
+
+
+def build_models(config: TrainConfig) -> Models:
+    G = Generator(image_size=config.image_size, channels=config.channels,
+                  conv_dim=config.g_conv_dim, c_dim=config.c_dim, repeat_num=config.g_repeat_num)
+    D = Discriminator(image_size=config.image_size, channels=config.channels,
+                      conv_dim=config.d_conv_dim, c_dim=config.c_dim,
+                      repeat_num=config.d_repeat_num or None)
+    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    G.to(config.device, memory_format=memory_format)
+    D.to(config.device, memory_format=memory_format)
+    return Models(G, D,
+                  torch.optim.Adam(G.parameters(), config.g_lr, (config.beta1, config.beta2)),
+                  torch.optim.Adam(D.parameters(), config.d_lr, (config.beta1, config.beta2)))
+
+
+def sample_batch(images, labels, config: TrainConfig, rng: torch.Generator):
+    """A random batch, and target domains drawn uniformly. (The official code shuffles the
+    batch's own labels, so targets follow class frequencies and a rare class such as disgust,
+    the very class this project synthesizes, would hardly ever be a target.)"""
+    idx = torch.randint(len(images), (config.batch_size,), generator=rng)
+    x, c_org = images[idx].to(config.device), labels[idx].to(config.device)
+    c_trg = torch.randint(config.c_dim, (config.batch_size,), generator=rng).to(config.device)
+    return x, c_org, c_trg
+
+
+def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
+                       rng: torch.Generator) -> dict[str, float]:
+    onehot_trg = label2onehot(c_trg, config.c_dim)
+    with _autocast(config):
+        out_src, out_cls = m.D(x)
+        d_loss_real = -out_src.mean()
+        d_loss_cls = classification_loss(out_cls.float(), c_org)
+        x_fake = m.G(x, onehot_trg).detach()
+        out_src, _ = m.D(x_fake)
+        d_loss_fake = out_src.mean()
+    alpha = torch.rand(x.size(0), 1, 1, 1, generator=rng).to(config.device)
+    x_hat = (alpha * x + (1 - alpha) * x_fake.float()).requires_grad_(True)
+    out_src, _ = m.D(x_hat)
+    d_loss_gp = gradient_penalty(out_src, x_hat)
+    loss = d_loss_real + d_loss_fake + config.lambda_cls * d_loss_cls + config.lambda_gp * d_loss_gp
+    m.d_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    m.d_opt.step()
+    return {"D/loss_real": d_loss_real.item(), "D/loss_fake": d_loss_fake.item(),
+            "D/loss_cls": d_loss_cls.item(), "D/loss_gp": d_loss_gp.item()}
+
+
+def generator_step(m: Models, x, c_org, c_trg, config: TrainConfig) -> dict[str, float]:
+    onehot_org, onehot_trg = label2onehot(c_org, config.c_dim), label2onehot(c_trg, config.c_dim)
+    with _autocast(config):
+        x_fake = m.G(x, onehot_trg)
+        out_src, out_cls = m.D(x_fake)
+        g_loss_fake = -out_src.mean()
+        g_loss_cls = classification_loss(out_cls.float(), c_trg)
+        x_rec = m.G(x_fake, onehot_org)
+        g_loss_rec = (x - x_rec.float()).abs().mean()
+    loss = g_loss_fake + config.lambda_rec * g_loss_rec + config.lambda_cls * g_loss_cls
+    m.g_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    m.g_opt.step()
+    return {"G/loss_fake": g_loss_fake.item(), "G/loss_rec": g_loss_rec.item(),
+            "G/loss_cls": g_loss_cls.item()}
+
+
+def decay_lr(m: Models, step: int, config: TrainConfig) -> None:
+    """Linear decay to zero over the last num_iters_decay iterations."""
+    start = config.num_iters - config.num_iters_decay
+    frac = 1.0 if step < start else max(0.0, (config.num_iters - step) / config.num_iters_decay)
+    for group in m.g_opt.param_groups:
+        group["lr"] = config.g_lr * frac
+    for group in m.d_opt.param_groups:
+        group["lr"] = config.d_lr * frac
+
+
+def save_checkpoint(path: Path, m: Models, step: int, config: TrainConfig,
+                    rng: torch.Generator, history: list[dict]) -> Path:
+    """Everything needed to resume, as tensors and plain Python values only (loadable with
+    torch.load(..., weights_only=True)); written beside the target and renamed over it."""
+    state = {"G": m.G.state_dict(), "D": m.D.state_dict(), "g_opt": m.g_opt.state_dict(),
+             "d_opt": m.d_opt.state_dict(), "step": step, "config": asdict(config),
+             "rng": rng.get_state(), "history": history}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> dict:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_dir: Path,
+          log: Callable[[str], None] = print, stop_after: int | None = None) -> Path:
+    """Train (or resume from out_dir/checkpoint.pt) up to config.num_iters; returns the
+    checkpoint path. `stop_after` ends the run early at that step, as a crash would."""
+    config = config.resolved()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / CHECKPOINT
+    torch.manual_seed(config.seed)  # initial weights; later draws all use `rng`
+    models = build_models(config)
+    rng = torch.Generator().manual_seed(config.seed)
+    step, history = 0, []
+    if path.exists():
+        state = load_checkpoint(path, config.device)
+        if state["config"] != asdict(config):
+            raise ValueError(f"{path} was trained with a different config; remove it or use "
+                             "another output folder")
+        for name in ("G", "D", "g_opt", "d_opt"):
+            getattr(models, name).load_state_dict(state[name])
+        rng.set_state(state["rng"])
+        step, history = state["step"], state["history"]
+        log(f"resumed from step {step}")
+    images = images.contiguous(memory_format=torch.channels_last) if config.channels_last \
+        else images
+    last = min(config.num_iters, stop_after or config.num_iters)
+    started, first = time.perf_counter(), step
+    g_losses: dict[str, float] = {}
+    while step < last:
+        models.G.train()
+        models.D.train()
+        x, c_org, c_trg = sample_batch(images, labels, config, rng)
+        losses = discriminator_step(models, x, c_org, c_trg, config, rng)
+        if (step + 1) % config.n_critic == 0:
+            g_losses = generator_step(models, x, c_org, c_trg, config)
+        step += 1
+        decay_lr(models, step, config)
+        if step % config.log_every == 0 or step == last:
+            record = {"step": step, **losses, **g_losses}
+            history.append(record)
+            rate = (step - first) / (time.perf_counter() - started)
+            eta = (config.num_iters - step) / rate if rate > 0 else math.inf
+            log(f"step {step}/{config.num_iters} " + " ".join(
+                f"{k}={v:.3f}" for k, v in record.items() if k != "step")
+                + f" | {rate:.2f} it/s, eta {eta / 60:.1f} min")
+        if step % config.checkpoint_every == 0 or step == last:
+            save_checkpoint(path, models, step, config, rng, history)
+    return path
