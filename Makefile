@@ -9,7 +9,7 @@ export FER_RAW_DIR ?= $(CURDIR)/raw
 export FER_CURATED_DIR ?= $(CURDIR)/curated
 UI_PORT ?= 3000
 
-.PHONY: run test ui lint bench demo clean install
+.PHONY: run test ui lint bench samples clean install
 
 install: $(STAMP)
 
@@ -34,11 +34,14 @@ ui: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
+samples: $(STAMP)
+	$(PY) -m fer_data.samples -n $(or $(N),32)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check fer_data tests bench
 
 bench: $(STAMP)
-	$(PY) bench/ingest.py
+	for b in ingest frames faces dedup stargan; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(DAGSTER_HOME)/storage $(DAGSTER_HOME)/history $(DAGSTER_HOME)/schedules

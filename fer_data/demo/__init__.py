@@ -237,7 +237,7 @@ def _onset_frames(person, label, pose, spec: DemoSpec, rng) -> list[np.ndarray]:
         syllable = int(round(2 * abs(math.sin(seconds * 5.0)))) if 0.5 < seconds < 1.9 else 0
         if (t, syllable) not in rendered:
             expression = EXPRESSIONS["neutral"].blend(EXPRESSIONS[label], t)
-            expression = replace(expression, mouth_open=expression.mouth_open + 0.3 * syllable)
+            expression = replace(expression, mouth_open=expression.mouth_open + 0.45 * syllable)
             rendered[t, syllable] = draw_face(person, expression, pose, size=spec.video_size)
         image = rendered[t, syllable]
         noisy = image.astype(np.float32) + rng.normal(0, 2.0, image.shape)
