@@ -2,11 +2,11 @@
 
 from dagster import Definitions, load_assets_from_modules
 
-from fer_data.defs import augment, curate, faces, ingest
+from fer_data.defs import augment, curate, evaluate, faces, ingest
 from fer_data.defs.faces import FaceDetector
 from fer_data.defs.resources import StorageResource
 
 defs = Definitions(
-    assets=load_assets_from_modules([ingest, faces, curate, augment]),
+    assets=load_assets_from_modules([ingest, faces, curate, augment, evaluate]),
     resources={"storage_resource": StorageResource(), "face_detector": FaceDetector()},
 )
