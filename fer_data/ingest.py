@@ -3,6 +3,7 @@ table, with every input accounted for."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,19 @@ def ingest_dataset(raw_dir: Path, dataset: str, options: ReadOptions | None = No
         unexpected=sorted(seen - inputs),
         unused_files=unused,
     )
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A hash of every file's relative path, size and modification time under folder: changes
+    when a dataset folder gains, loses or rewrites a file; "absent" when there is no folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "absent"
+    digest = hashlib.sha1()
+    for path in walk_files(folder):
+        stat = path.stat()
+        digest.update(f"{relpath(path, folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
 
 
 def _table(rows: list[dict], table_schema: pa.Schema) -> pa.Table:

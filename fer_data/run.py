@@ -9,48 +9,99 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from dagster import AssetSelection, DagsterInstance, materialize
+import yaml
+from dagster import AssetKey, AssetRecordsFilter, AssetSelection, DagsterInstance, materialize
 
 from fer_data.definitions import defs
 from fer_data.defs.partitions import dataset_partitions
+from fer_data.ingest import folder_fingerprint
 from fer_data.storage import StorageLayout
-
-
-def all_assets() -> list:
-    return list(defs.assets or [])
-
 
 # Assets too slow for every run: materialize them from the UI or `dagster asset materialize`.
 ON_DEMAND = {"vit_baseline"}
-# Dagster's console logger prints every engine event at DEBUG; a terminal run wants INFO.
 SUMMARY_KEYS = ("records", "rejects", "faces", "detection_rate", "kept", "label_conflict_clusters",
                 "dagster/row_count")
+# Dagster's console logger prints every engine event at DEBUG; a terminal run wants INFO.
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def run(partitions: list[str]) -> bool:
-    """Run every partitioned asset once per partition, then everything unpartitioned."""
+def _name(assets_def) -> str:
+    return assets_def.key.to_user_string()
+
+
+def _latest(instance: DagsterInstance, name: str, partition: str | None):
+    """The latest materialization record of an asset (partition), or None."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(name),
+                           asset_partitions=[partition] if partition else None), limit=1).records
+    return records[0] if records else None
+
+
+def _current_code(record, assets_def) -> bool:
+    tags = record.asset_materialization.tags or {}
+    return tags.get("dagster/code_version") == assets_def.code_versions_by_key[assets_def.key]
+
+
+def partition_is_current(instance, partitioned, layout: StorageLayout, partition: str) -> bool:
+    """raw_images[partition] last ran on today's raw folder (its data version is the folder
+    fingerprint), and every partitioned asset has since run with today's code."""
+    raw = _latest(instance, "raw_images", partition)
+    if raw is None or (raw.asset_materialization.tags or {}).get("dagster/data_version") != \
+            folder_fingerprint(layout.raw_dir / partition):
+        return False
+    for assets_def in partitioned:
+        record = _latest(instance, _name(assets_def), partition)
+        if record is None or not _current_code(record, assets_def) \
+                or record.storage_id < raw.storage_id \
+                or not layout.table(_name(assets_def), partition).exists():
+            return False
+    return True
+
+
+def collection_is_current(instance, unpartitioned) -> bool:
+    """Every whole-collection asset has a materialization with today's code version."""
+    for assets_def in unpartitioned:
+        record = _latest(instance, _name(assets_def), None)
+        if record is None or not _current_code(record, assets_def):
+            return False
+    return True
+
+
+def run(partitions: list[str], force: bool = False, ops_config: dict | None = None) -> bool:
+    """Run every partitioned asset once per partition whose raw folder or code changed, then
+    everything unpartitioned if anything upstream ran (or `force`). `ops_config` is Dagster
+    run config for the assets, as in the UI's launchpad: {"stargan_model": {"config": ...}}."""
     instance = DagsterInstance.get()
-    assets = all_assets()
+    assets = list(defs.assets or [])
     resources = dict(defs.resources or {})
+    layout = StorageLayout.from_env()
     partitioned = [a for a in assets if a.partitions_def == dataset_partitions]
-    unpartitioned = [a for a in assets if a.partitions_def is None
-                     and not ON_DEMAND & {k.to_user_string() for k in a.keys}]
-    ok = True
+    unpartitioned = [a for a in assets if a.partitions_def is None and _name(a) not in ON_DEMAND]
+    ok, ran = True, False
     for key in partitions:
+        if not force and partition_is_current(instance, partitioned, layout, key):
+            print(f"== {key}: unchanged (raw folder and code), skipped", flush=True)
+            continue
         print(f"== {key}", flush=True)
-        ok &= _materialize(assets, partitioned, instance, resources, key)
-    if unpartitioned:
+        ok &= _materialize(assets, partitioned, instance, resources, key, ops_config)
+        ran = True
+    if ran or force or not collection_is_current(instance, unpartitioned):
         print("== all datasets", flush=True)
-        ok &= _materialize(assets, unpartitioned, instance, resources, None)
+        ok &= _materialize(assets, unpartitioned, instance, resources, None, ops_config)
+    else:
+        print("== all datasets: nothing upstream changed, skipped", flush=True)
     return ok
 
 
-def _materialize(assets, selected, instance, resources, partition: str | None) -> bool:
+def _materialize(assets, selected, instance, resources, partition: str | None,
+                 ops_config: dict | None = None) -> bool:
+    names = {_name(a) for a in selected}
+    ops = {k: v for k, v in (ops_config or {}).items() if k in names}
     result = materialize(assets, selection=AssetSelection.assets(*selected),
                          partition_key=partition, instance=instance, resources=resources,
-                         run_config=RUN_CONFIG, raise_on_error=False)
+                         run_config={**RUN_CONFIG, "ops": ops}, raise_on_error=False)
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         name = event.asset_key.to_user_string() + (f"[{partition}]" if partition else "")
@@ -67,8 +118,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--partition", action="append",
                         choices=dataset_partitions.get_partition_keys(),
                         help="only these datasets (repeatable); default all")
+    parser.add_argument("--force", action="store_true",
+                        help="re-run everything, even what is up to date")
+    parser.add_argument("--config", type=Path, help="YAML run config for the assets, as in "
+                        "the launchpad: {ops: {stargan_model: {config: {profile: full}}}}")
     args = parser.parse_args(argv)
-    ok = run(args.partition or dataset_partitions.get_partition_keys())
+    ops = yaml.safe_load(args.config.read_text()).get("ops", {}) if args.config else None
+    ok = run(args.partition or dataset_partitions.get_partition_keys(), args.force, ops)
     layout = StorageLayout.from_env()
     print("\nOutputs:")
     print(f"  raw data read from      {layout.raw_dir}")

@@ -7,6 +7,7 @@ from typing import Literal
 
 from dagster import (
     AssetExecutionContext,
+    AutomationCondition,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -58,6 +59,7 @@ def checkpoint_dir(storage_resource: StorageResource, profile: str) -> Path:
     kinds={"pytorch"},
     owners=["team:fer-data"],
     code_version="1",
+    automation_condition=AutomationCondition.eager(),
     pool="gpu",
 )
 def stargan_model(context: AssetExecutionContext, config: StarGanConfig,
@@ -115,6 +117,7 @@ class SynthesisConfig(Config):
     kinds={"pytorch", "parquet"},
     owners=["team:fer-data"],
     code_version="1",
+    automation_condition=AutomationCondition.eager(),
 )
 def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
                     storage_resource: StorageResource) -> MaterializeResult:

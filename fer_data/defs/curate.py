@@ -11,6 +11,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
+    AutomationCondition,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -47,6 +48,7 @@ class DedupConfig(Config):
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
     code_version="1",
+    automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,
                storage_resource: StorageResource) -> MaterializeResult:
@@ -111,6 +113,7 @@ class SplitConfig(Config):
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
     code_version="1",
+    automation_condition=AutomationCondition.eager(),
     check_specs=[
         AssetCheckSpec("no_duplicates_across_splits", asset="splits", blocking=True,
                        description="no near-duplicate pair (pHash, mirrors too) in two splits"),
@@ -163,6 +166,7 @@ class PublishConfig(Config):
     kinds={"parquet"},
     owners=["team:fer-data"],
     code_version="1",
+    automation_condition=AutomationCondition.eager(),
 )
 def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
                     storage_resource: StorageResource) -> MaterializeResult:

@@ -9,6 +9,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AutomationCondition,
     Config,
     ConfigurableResource,
     MaterializeResult,
@@ -83,6 +84,7 @@ class FaceConfig(Config):
     kinds={"pytorch", "opencv", "parquet"},
     owners=["team:fer-data"],
     code_version="1",
+    automation_condition=AutomationCondition.eager(),
     check_specs=[AssetCheckSpec("detection_rate", asset="face_crops", blocking=True,
                                 description="share of images with a face, at or above the "
                                 "configured floor (blocking only where a detector runs)")],

@@ -10,6 +10,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
+    DataVersion,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -22,7 +23,7 @@ from fer_data.defs.metadata import counts_table, listing
 from fer_data.defs.partitions import dataset_partitions
 from fer_data.defs.resources import StorageResource
 from fer_data.frames import FrameOptions
-from fer_data.ingest import BAD_INPUT_REASONS, ingest_dataset
+from fer_data.ingest import BAD_INPUT_REASONS, folder_fingerprint, ingest_dataset
 from fer_data.readers import ReadOptions
 
 
@@ -71,6 +72,7 @@ def raw_images(context: AssetExecutionContext, config: IngestConfig,
     table (lossless PNG bytes, canonical label, subject, official split), plus a rejects table."""
     dataset = context.partition_key
     layout = storage_resource.layout()
+    fingerprint = folder_fingerprint(layout.raw_dir / dataset)
     result = ingest_dataset(layout.raw_dir, dataset, config.read_options())
     bad = {r: n for r, n in result.rejects_by_reason().items() if r in BAD_INPUT_REASONS}
     if config.on_bad_file == "error" and bad:
@@ -83,8 +85,10 @@ def raw_images(context: AssetExecutionContext, config: IngestConfig,
     splits = Counter(str(s) for s in result.records.column("official_split").to_pylist())
     subjects = len({s for s in result.records.column("subject_id").to_pylist() if s})
     return MaterializeResult(
+        data_version=DataVersion(fingerprint),
         metadata={
             "dagster/row_count": result.records.num_rows,
+            "raw_fingerprint": fingerprint,
             "reader": result.reader or "none (no data)",
             "inputs": result.inputs,
             "records": result.records.num_rows,
