@@ -16,12 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from fer_data import storage
+from fer_data.curate import load_faces
 from fer_data.dedup import near_pairs
 from fer_data.images import decode_png, encode_png
 from fer_data.phash import hamming, phash_batch
 from fer_data.previews import contact_sheet
 from fer_data.publish import CLASS_SETS, PublishOptions, map_label
 from fer_data.schema import REJECT
+from fer_data.storage import StorageLayout
 from stargan.generate import Trained, domain_probabilities, translate
 
 
@@ -51,6 +54,12 @@ def training_faces(faces: pa.Table, splits: pa.Table, class_set: str = "fer7") -
     images = torch.from_numpy(pixels).float().div(127.5).sub(1.0).unsqueeze(1)
     labels = torch.tensor([classes.index(x) for x in rows["label"].to_pylist()])
     return TrainingFaces(images, labels, rows, classes)
+
+
+def load_training_faces(layout: StorageLayout, class_set: str = "fer7") -> TrainingFaces:
+    """`training_faces` from the stored face crops and splits tables."""
+    faces, _ = load_faces(layout, ["image_id", "dataset", "label", "subject_id", "face", "phash"])
+    return training_faces(faces, storage.read_table(layout.table("splits", storage.ALL)), class_set)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -17,7 +17,7 @@ from fer_data.storage import StorageLayout
 
 def sample_sheet(layout: StorageLayout, n: int, seed: int) -> tuple[bytes, int]:
     """PNG bytes of n (source, synthetic) pairs, and how many synthetic faces exist."""
-    path = layout.table("synthetic_faces", "all")
+    path = layout.table("synthetic_faces", storage.ALL)
     if not path.exists():
         raise FileNotFoundError(f"no synthetic faces at {path}: run `make run` first")
     synthetic = storage.read_table(path, columns=["face", "source_image_id"])

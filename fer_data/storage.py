@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 DEFAULT_RAW_DIR = "raw"
+ALL = "all"  # the "partition" name of whole-collection tables (face_index, splits, ...)
 DEFAULT_CURATED_DIR = "curated"
 
 

@@ -9,9 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fer_data.augment import round_robin_sources, training_faces
-from fer_data.curate import load_faces
-from fer_data.storage import StorageLayout, read_table
+from fer_data.augment import load_training_faces, round_robin_sources
+from fer_data.storage import StorageLayout
 from stargan.generate import domain_probabilities, load_trained, translate
 from stargan.model import Discriminator, Generator, discriminator_depth
 from stargan.train import PROFILES, TrainConfig, build_models, load_checkpoint, train
@@ -79,9 +78,7 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
 @pytest.fixture(scope="module")
 def trained_demo(demo_pipeline):
     root, _ = demo_pipeline
-    layout = StorageLayout.from_env(storage_dir=str(root / "storage"))
-    faces, _ = load_faces(layout, ["image_id", "dataset", "label", "subject_id", "face", "phash"])
-    data = training_faces(faces, read_table(layout.table("splits", "all")))
+    data = load_training_faces(StorageLayout.from_env(storage_dir=str(root / "storage")))
     trained = load_trained(root / "storage" / "stargan_model" / "smoke" / "checkpoint.pt")
     return root, data, trained
 

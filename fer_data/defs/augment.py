@@ -18,20 +18,19 @@ from pydantic import Field
 from fer_data import storage
 from fer_data.augment import (
     GateOptions,
+    load_training_faces,
     loss_plot_png,
     sample_pairs_png,
     synthesize,
     target_count,
-    training_faces,
     translation_grid,
     write_png,
 )
-from fer_data.curate import load_faces
-from fer_data.defs.curate import ALL
 from fer_data.defs.metadata import counts_table
 from fer_data.defs.resources import StorageResource
 from fer_data.images import encode_png
 from fer_data.previews import markdown_image
+from fer_data.storage import ALL
 from stargan.generate import load_trained
 from stargan.train import PROFILES, file_sha256, train
 
@@ -67,8 +66,7 @@ def stargan_model(context: AssetExecutionContext, config: StarGanConfig,
     """A StarGAN trained on the real training-split faces (never val/test), one domain per class;
     resumes from its last checkpoint."""
     layout = storage_resource.layout()
-    faces, _ = load_faces(layout, ["image_id", "dataset", "label", "subject_id", "face", "phash"])
-    data = training_faces(faces, storage.read_table(layout.table("splits", ALL)), config.class_set)
+    data = load_training_faces(layout, config.class_set)
     profile = PROFILES[config.profile]
     train_config = replace(profile, c_dim=len(data.classes), domains=list(data.classes),
                            seed=config.seed, image_size=int(data.images.shape[-1]),
@@ -124,8 +122,7 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
     """Synthetic target-class faces for the training split, each traced to its source face and
     generator checkpoint, and only those that pass the quality gate."""
     layout = storage_resource.layout()
-    faces, _ = load_faces(layout, ["image_id", "dataset", "label", "subject_id", "face", "phash"])
-    data = training_faces(faces, storage.read_table(layout.table("splits", ALL)), config.class_set)
+    data = load_training_faces(layout, config.class_set)
     path = checkpoint_dir(storage_resource, config.profile) / "checkpoint.pt"
     trained = load_trained(path)
     if list(trained.config.domains) != list(data.classes):

@@ -27,8 +27,7 @@ from fer_data.defs.resources import StorageResource
 from fer_data.previews import markdown_image
 from fer_data.publish import CLASS_SETS, PublishOptions, publish
 from fer_data.splits import SplitOptions, assign_splits, check_leaks
-
-ALL = "all"  # the single "partition" name of whole-collection tables
+from fer_data.storage import ALL
 
 
 class DedupConfig(Config):
