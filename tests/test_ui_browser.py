@@ -93,7 +93,8 @@ def test_materialize_all_from_the_ui_and_see_the_curated_preview(dagster_dev):
         page.locator(".CodeMirror").first.click()
         page.keyboard.type("not group:evaluate")
         page.keyboard.press("Enter")
-        expect(page.get_by_text("curated_dataset").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text("publish").first).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(2000)
         page.screenshot(path=SHOTS / "asset_graph.png")
         page.get_by_role("button", name="Materialize all").click()
         page.get_by_role("button", name="All", exact=True).click()
@@ -101,6 +102,9 @@ def test_materialize_all_from_the_ui_and_see_the_curated_preview(dagster_dev):
         wait_for_materialization(home, "curated_dataset", timeout=900)
 
         page.goto(url + "/assets/curated_dataset")
+        row = page.locator("tr", has_text="fer7_class_balance")
+        expect(row).to_be_visible(timeout=60_000)
+        row.get_by_text("Show Markdown").click()
         preview = page.locator("img[src^='data:image/png']").first
         expect(preview).to_be_visible(timeout=60_000)
         assert preview.evaluate("img => img.naturalWidth") > 100

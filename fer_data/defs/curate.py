@@ -169,7 +169,8 @@ class PublishConfig(Config):
 )
 def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
                     storage_resource: StorageResource) -> MaterializeResult:
-    """curated/<class set>/: train/val/test Parquet, dataset card, class balance, samples."""
+    """The published datasets (curated/fer7, ...): train/val/test Parquet, dataset card,
+    class balance plot and sample grid."""
     layout = storage_resource.layout()
     faces, _ = load_faces(layout, ["image_id", "dataset", "label", "subject_id", "face"])
     split_table = storage.read_table(layout.table("splits", ALL))
