@@ -33,7 +33,8 @@ def s3_server(monkeypatch):
             urllib.request.urlopen(url, timeout=1)
             break
         except OSError:
-            assert time.time() < deadline, "moto server did not start"
+            if time.time() > deadline:
+                raise RuntimeError("moto server did not start") from None
             time.sleep(0.3)
     for name, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                         "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": url}.items():

@@ -73,7 +73,8 @@ def wait_for_materialization(home: Path, asset: str, timeout: float) -> None:
     while instance.get_latest_materialization_event(AssetKey(asset)) is None:
         failed = [r for r in instance.get_runs(limit=50) if r.status.value == "FAILURE"]
         assert not failed, f"run failed: {failed[0].run_id}"
-        assert time.time() < deadline, f"{asset} not materialized within {timeout} s"
+        if time.time() > deadline:
+            raise TimeoutError(f"{asset} not materialized within {timeout} s")
         time.sleep(3)
 
 
