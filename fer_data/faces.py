@@ -18,8 +18,6 @@ from fer_data import schema
 from fer_data.images import decode_png, encode_png
 from fer_data.phash import phash_batch
 
-DETECTORS = ("mtcnn", "haar", "none")
-
 
 @dataclass
 class Face:
@@ -217,10 +215,6 @@ def crop_faces(images: Sequence[np.ndarray], detectors: Sequence[Detector],
     return results
 
 
-def crop_hashes(crops: Sequence[Crop]) -> np.ndarray:
-    return phash_batch([c.face for c in crops])
-
-
 def _pad(image: np.ndarray, fraction: float = 0.25) -> np.ndarray:
     """Give a tight face crop what detectors expect: some context around the face (replicated
     border) and, below 96 pixels, twice the size."""
@@ -279,7 +273,7 @@ def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Dete
             flags = ([bool(f) for f in quality.detect([_pad(im) for im in images])]
                      if quality is not None else [None] * len(images))
         kept = [(r, c, f) for r, c, f in zip(records, crops, flags, strict=True) if c is not None]
-        hashes = crop_hashes([c for _, c, _ in kept])
+        hashes = phash_batch([c.face for _, c, _ in kept])
         for (record, crop, flag), phash in zip(kept, hashes, strict=True):
             rows.append(_face_row(record, crop, flag, int(phash), options))
         tried = ", ".join(d.name for d in detectors)

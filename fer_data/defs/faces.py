@@ -26,8 +26,6 @@ from fer_data.faces import CropOptions, Detector, HaarDetector, MtcnnDetector, b
 from fer_data.images import decode_png
 from fer_data.previews import sheet_markdown
 
-DetectorName = Literal["mtcnn", "haar", "none"]
-
 # Datasets that are photographs or video frames get a detector; the others are already
 # 48x48 face crops, where detection only flags doubtful images (py-feat users learned that
 # gating FER2013 on a detector throws away good faces).
