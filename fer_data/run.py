@@ -1,7 +1,7 @@
-"""Materialize the whole pipeline into the Dagster instance at $DAGSTER_HOME, partition by
-partition, then print where the outputs are. This is what `make run` calls.
+"""Materialize the whole pipeline into the Dagster instance at $DAGSTER_HOME, datasets in
+parallel, then print where the outputs are. This is what `make run` calls.
 
-    python -m fer_data.run [--partition fer2013 ...]
+    python -m fer_data.run [--partition fer2013 ...] [--jobs N] [--force] [--config run.yaml]
 """
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import yaml
 from dagster import AssetKey, AssetRecordsFilter, AssetSelection, DagsterInstance, materialize
 
 from fer_data.definitions import defs
+from fer_data.defs.executor import default_max_concurrent
 from fer_data.defs.partitions import dataset_partitions
 from fer_data.ingest import folder_fingerprint
 from fer_data.storage import StorageLayout
@@ -22,7 +25,7 @@ from fer_data.storage import StorageLayout
 # Assets too slow for every run: materialize them from the UI or `dagster asset materialize`.
 ON_DEMAND = {"vit_baseline"}
 SUMMARY_KEYS = ("records", "rejects", "faces", "detection_rate", "kept", "label_conflict_clusters",
-                "dagster/row_count")
+                "step", "dagster/row_count")
 # Dagster's console logger prints every engine event at DEBUG; a terminal run wants INFO.
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
@@ -69,47 +72,84 @@ def collection_is_current(instance, unpartitioned) -> bool:
     return True
 
 
-def run(partitions: list[str], force: bool = False, ops_config: dict | None = None) -> bool:
-    """Run every partitioned asset once per partition whose raw folder or code changed, then
-    everything unpartitioned if anything upstream ran (or `force`). `ops_config` is Dagster
-    run config for the assets, as in the UI's launchpad: {"stargan_model": {"config": ...}}."""
+def run(partitions: list[str], force: bool = False, ops_config: dict | None = None,
+        jobs: int = 1) -> bool:
+    """Run every partitioned asset once per partition whose raw folder or code changed, `jobs`
+    partitions at a time, then everything unpartitioned if anything upstream ran (or `force`).
+    `ops_config` is Dagster run config for the assets, as in the UI's launchpad:
+    {"stargan_model": {"config": ...}}."""
     instance = DagsterInstance.get()
-    assets = list(defs.assets or [])
-    resources = dict(defs.resources or {})
     layout = StorageLayout.from_env()
-    partitioned = [a for a in assets if a.partitions_def == dataset_partitions]
-    unpartitioned = [a for a in assets if a.partitions_def is None and _name(a) not in ON_DEMAND]
-    ok, ran = True, False
+    stale = []
     for key in partitions:
-        if not force and partition_is_current(instance, partitioned, layout, key):
+        if not force and partition_is_current(instance, _selection(partitioned=True), layout, key):
             print(f"== {key}: unchanged (raw folder and code), skipped", flush=True)
-            continue
-        print(f"== {key}", flush=True)
-        ok &= _materialize(assets, partitioned, instance, resources, key, ops_config)
-        ran = True
-    if ran or force or not collection_is_current(instance, unpartitioned):
+        else:
+            stale.append(key)
+    ok = True
+    if stale:
+        print(f"== {', '.join(stale)} ({min(jobs, len(stale))} at a time)", flush=True)
+        ok = _materialize_partitions(stale, ops_config, jobs)
+    unpartitioned = _selection(partitioned=False)
+    if stale or force or not collection_is_current(instance, unpartitioned):
         print("== all datasets", flush=True)
-        ok &= _materialize(assets, unpartitioned, instance, resources, None, ops_config)
+        ok &= _materialize(unpartitioned, instance, None, ops_config)
     else:
         print("== all datasets: nothing upstream changed, skipped", flush=True)
     return ok
 
 
-def _materialize(assets, selected, instance, resources, partition: str | None,
-                 ops_config: dict | None = None) -> bool:
+def _selection(partitioned: bool) -> list:
+    """The dataset-partitioned assets, or the whole-collection ones `make run` materializes."""
+    if partitioned:
+        return [a for a in defs.assets if a.partitions_def == dataset_partitions]
+    return [a for a in defs.assets if a.partitions_def is None and _name(a) not in ON_DEMAND]
+
+
+def _materialize_partitions(partitions: list[str], ops_config: dict | None, jobs: int) -> bool:
+    """Each partition in its own run; `jobs` runs at a time in spawned processes, each given its
+    share of the cores for torch and OpenCV so that together they do not oversubscribe them."""
+    if jobs <= 1 or len(partitions) <= 1:
+        return all([_materialize_partition(key, ops_config) for key in partitions])
+    workers = min(jobs, len(partitions))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                             initializer=_limit_threads, initargs=(threads,)) as pool:
+        return all(pool.map(_materialize_partition, partitions, [ops_config] * len(partitions)))
+
+
+def _limit_threads(threads: int) -> None:
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def _materialize_partition(partition: str, ops_config: dict | None) -> bool:
+    return _materialize(_selection(partitioned=True), DagsterInstance.get(), partition, ops_config)
+
+
+def _materialize(selected, instance, partition: str | None, ops_config: dict | None = None) -> bool:
     names = {_name(a) for a in selected}
     ops = {k: v for k, v in (ops_config or {}).items() if k in names}
-    result = materialize(assets, selection=AssetSelection.assets(*selected),
-                         partition_key=partition, instance=instance, resources=resources,
+    result = materialize(list(defs.assets), selection=AssetSelection.assets(*selected),
+                         partition_key=partition, instance=instance,
+                         resources=dict(defs.resources or {}),
                          run_config={**RUN_CONFIG, "ops": ops}, raise_on_error=False)
+    lines = []
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
         name = event.asset_key.to_user_string() + (f"[{partition}]" if partition else "")
-        print(f"   {name}: " + ", ".join(f"{k} {meta[k].value}" for k in SUMMARY_KEYS
-                                         if k in meta))
+        lines.append(f"   {name}: " + ", ".join(f"{k} {meta[k].value}" for k in SUMMARY_KEYS
+                                                 if k in meta))
     for check in result.get_asset_check_evaluations():
         if not check.passed:
-            print(f"   CHECK FAILED {check.asset_key.to_user_string()}.{check.check_name}")
+            lines.append(f"   CHECK FAILED {check.asset_key.to_user_string()}.{check.check_name}")
+    if not result.success:
+        lines.append(f"   RUN FAILED {result.run_id} ({partition or 'all datasets'})")
+    if lines:
+        print("\n".join(lines), flush=True)  # one write, so parallel partitions do not interleave
     return result.success
 
 
@@ -120,11 +160,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="only these datasets (repeatable); default all")
     parser.add_argument("--force", action="store_true",
                         help="re-run everything, even what is up to date")
+    parser.add_argument("--jobs", type=int, default=default_max_concurrent(),
+                        help="datasets processed at once (default: FER_MAX_CONCURRENT, else the "
+                        "CPU count)")
     parser.add_argument("--config", type=Path, help="YAML run config for the assets, as in "
                         "the launchpad: {ops: {stargan_model: {config: {profile: full}}}}")
     args = parser.parse_args(argv)
     ops = yaml.safe_load(args.config.read_text()).get("ops", {}) if args.config else None
-    ok = run(args.partition or dataset_partitions.get_partition_keys(), args.force, ops)
+    ok = run(args.partition or dataset_partitions.get_partition_keys(), args.force, ops, args.jobs)
     layout = StorageLayout.from_env()
     print("\nOutputs:")
     print(f"  raw data read from      {layout.raw_dir}")

@@ -26,6 +26,7 @@ from fer_data.augment import (
     translation_grid,
     write_png,
 )
+from fer_data.defs.executor import GPU_STEP_TAGS
 from fer_data.defs.metadata import counts_table
 from fer_data.defs.resources import StorageResource
 from fer_data.images import encode_png
@@ -60,6 +61,7 @@ def checkpoint_dir(storage_resource: StorageResource, profile: str) -> Path:
     code_version="1",
     automation_condition=AutomationCondition.eager(),
     pool="gpu",
+    op_tags=GPU_STEP_TAGS,
 )
 def stargan_model(context: AssetExecutionContext, config: StarGanConfig,
                   storage_resource: StorageResource) -> MaterializeResult:

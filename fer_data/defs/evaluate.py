@@ -5,6 +5,7 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
+from fer_data.defs.executor import GPU_STEP_TAGS
 from fer_data.defs.resources import StorageResource
 from fer_data.previews import markdown_image
 from fer_data.train_vit import VitConfig, train_vit
@@ -25,6 +26,7 @@ class VitBaselineConfig(Config):
     owners=["team:fer-data"],
     code_version="1",
     pool="gpu",
+    op_tags=GPU_STEP_TAGS,
 )
 def vit_baseline(context: AssetExecutionContext, config: VitBaselineConfig,
                  storage_resource: StorageResource) -> MaterializeResult:
