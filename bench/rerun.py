@@ -32,7 +32,7 @@ def materializations(home: Path) -> Counter:
     """Materialization events per asset in the instance at `home`."""
     with DagsterInstance.from_config(str(home)) as instance:
         return Counter({key.to_user_string(): len(instance.fetch_materializations(
-            key, limit=100_000).records) for key in instance.get_asset_keys()})
+            key, limit=10_000).records) for key in instance.get_asset_keys()})
 
 
 def timed_run(work: Path, raw: Path, home: Path, jobs: int) -> tuple[float, Counter]:

@@ -176,13 +176,20 @@ def decay_lr(m: Models, step: int, config: TrainConfig) -> None:
         group["lr"] = config.d_lr * frac
 
 
+def data_digest(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """sha256 of the training images and labels: a checkpoint only resumes on the same data."""
+    digest = hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(labels.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: Path, m: Models, step: int, config: TrainConfig,
-                    rng: torch.Generator, history: list[dict]) -> Path:
+                    rng: torch.Generator, history: list[dict], data: str) -> Path:
     """Everything needed to resume, as tensors and plain Python values only (loadable with
     torch.load(..., weights_only=True)); written beside the target and renamed over it."""
     state = {"G": m.G.state_dict(), "D": m.D.state_dict(), "g_opt": m.g_opt.state_dict(),
              "d_opt": m.d_opt.state_dict(), "step": step, "config": asdict(config),
-             "rng": rng.get_state(), "history": history}
+             "rng": rng.get_state(), "history": history, "data": data}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -203,8 +210,9 @@ def file_sha256(path: Path) -> str:
 
 def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_dir: Path,
           log: Callable[[str], None] = print, stop_after: int | None = None) -> Path:
-    """Train (or resume from out_dir/checkpoint.pt) up to config.num_iters; returns the
-    checkpoint path. `stop_after` ends the run early at that step, as a crash would."""
+    """Train (or resume from out_dir/checkpoint.pt, if it was trained on these very images and
+    labels) up to config.num_iters; returns the checkpoint path. `stop_after` ends the run early
+    at that step, as a crash would."""
     config = config.resolved()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -213,11 +221,14 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
     models = build_models(config)
     rng = torch.Generator().manual_seed(config.seed)
     step, history = 0, []
-    if path.exists():
-        state = load_checkpoint(path, config.device)
-        if state["config"] != asdict(config):
-            raise ValueError(f"{path} was trained with a different config; remove it or use "
-                             "another output folder")
+    data = data_digest(images, labels)
+    state = load_checkpoint(path, config.device) if path.exists() else None
+    if state is not None and state["config"] != asdict(config):
+        raise ValueError(f"{path} was trained with a different config; remove it or use "
+                         "another output folder")
+    if state is not None and state.get("data") != data:
+        log(f"the training faces changed since {path} (step {state['step']}): training anew")
+    elif state is not None:
         for name in ("G", "D", "g_opt", "d_opt"):
             getattr(models, name).load_state_dict(state[name])
         rng.set_state(state["rng"])
@@ -246,5 +257,5 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
                 f"{k}={v:.3f}" for k, v in record.items() if k != "step")
                 + f" | {rate:.2f} it/s, eta {eta / 60:.1f} min")
         if step % config.checkpoint_every == 0 or step == last:
-            save_checkpoint(path, models, step, config, rng, history)
+            save_checkpoint(path, models, step, config, rng, history, data)
     return path

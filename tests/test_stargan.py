@@ -68,6 +68,20 @@ def test_killed_run_resumes_on_the_same_loss_curve(tmp_path):
         train(tiny_config(batch_size=8), images, labels, tmp_path / "split", log=lambda m: None)
 
 
+def test_new_training_faces_train_anew_instead_of_resuming(tmp_path):
+    images = torch.rand(40, 1, 48, 48) * 2 - 1
+    labels = torch.arange(40) % 3
+    train(tiny_config(num_iters=10), images, labels, tmp_path, log=lambda m: None)
+    done = []
+    train(tiny_config(num_iters=10), images.clone(), labels.clone(), tmp_path, log=done.append)
+    assert done == ["resumed from step 10"]  # same faces: nothing to train
+    changed, messages = labels.roll(1), []
+    path = train(tiny_config(num_iters=10), images, changed, tmp_path, log=messages.append)
+    assert "training faces changed" in messages[0] and "step 10" in messages[0]
+    assert sum(m.startswith("step ") for m in messages) == 2  # logged at 5 and 10: a full run
+    assert load_checkpoint(path)["step"] == 10
+
+
 def test_checkpoint_loads_with_weights_only(tmp_path):
     path = train(tiny_config(num_iters=10), torch.rand(12, 1, 48, 48), torch.arange(12) % 3,
                  tmp_path, log=lambda m: None)
