@@ -38,11 +38,14 @@ def test_reruns_only_what_changed(tmp_path, monkeypatch):
         monkeypatch.setenv(name, str(value))
     partitions = ["jaffe", "kdef"]
 
-    assert run(partitions, ops_config=CHEAP)
+    assert run(partitions, ops_config=CHEAP, jobs=2)  # both datasets at once, in two processes
     instance = DagsterInstance.get()
     first = materialized(instance)
     assert first["raw_images[jaffe]"] == first["face_crops[kdef]"] == 1
     assert first["stargan_model"] == first["curated_dataset"] == 1
+    pids = {e.dagster_event.pid for r in instance.get_runs() if r.tags.get("dagster/partition")
+            for e in instance.all_logs(r.run_id, of_type=DagsterEventType.RUN_START)}
+    assert len(pids) == 2 and os.getpid() not in pids
 
     assert run(partitions, ops_config=CHEAP)
     assert materialized(instance) == first  # nothing re-executed
