@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 
-from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter, build_sensor_context
+from dagster import DagsterEventType, DagsterInstance, build_sensor_context
 
 from fer_data.defs.resources import StorageResource
 from fer_data.defs.sensors import raw_folder_sensor
@@ -17,13 +17,12 @@ CHEAP = {"stargan_model": {"config": {"num_iters": 20}}}
 
 
 def materialized(instance: DagsterInstance) -> Counter:
-    records = instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_MATERIALIZATION))
+    """Materializations per asset (partition) in the instance."""
     out = Counter()
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        partition = event.partition
-        out[event.asset_key.to_user_string() + (f"[{partition}]" if partition else "")] += 1
+    for key in instance.get_asset_keys():
+        for record in instance.fetch_materializations(key, limit=1000).records:
+            partition = record.partition_key
+            out[key.to_user_string() + (f"[{partition}]" if partition else "")] += 1
     return out
 
 
