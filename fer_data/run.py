@@ -80,9 +80,9 @@ def run(partitions: list[str], force: bool = False, ops_config: dict | None = No
     {"stargan_model": {"config": ...}}."""
     instance = DagsterInstance.get()
     layout = StorageLayout.from_env()
-    stale = []
+    partitioned, stale = _selection(partitioned=True), []
     for key in partitions:
-        if not force and partition_is_current(instance, _selection(partitioned=True), layout, key):
+        if not force and partition_is_current(instance, partitioned, layout, key):
             print(f"== {key}: unchanged (raw folder and code), skipped", flush=True)
         else:
             stale.append(key)
@@ -110,7 +110,7 @@ def _materialize_partitions(partitions: list[str], ops_config: dict | None, jobs
     """Each partition in its own run; `jobs` runs at a time in spawned processes, each given its
     share of the cores for torch and OpenCV so that together they do not oversubscribe them."""
     if jobs <= 1 or len(partitions) <= 1:
-        return all([_materialize_partition(key, ops_config) for key in partitions])
+        return all([_materialize_partition(key, ops_config) for key in partitions])  # run all
     workers = min(jobs, len(partitions))
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
