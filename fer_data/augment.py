@@ -18,7 +18,7 @@ import torch
 
 from fer_data import storage
 from fer_data.curate import load_faces
-from fer_data.dedup import near_pairs
+from fer_data.hash_search import near_pairs
 from fer_data.images import decode_png, encode_png
 from fer_data.phash import hamming, phash_batch
 from fer_data.previews import contact_sheet
@@ -27,6 +27,8 @@ from fer_data.schema import REJECT
 from fer_data.storage import StorageLayout
 from stargan.generate import Trained, domain_probabilities, translate
 
+TRAINING_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id", "face", "phash"]
+
 
 @dataclass
 class TrainingFaces:
@@ -34,7 +36,7 @@ class TrainingFaces:
 
     images: torch.Tensor  # (N, 1, S, S) in [-1, 1]
     labels: torch.Tensor  # (N,) class index
-    rows: pa.Table  # image_id, dataset, label (class set name), subject_id, face, phash
+    rows: pa.Table  # TRAINING_COLUMNS, label as the class set's name
     classes: tuple[str, ...]
 
 
@@ -42,8 +44,7 @@ def training_faces(faces: pa.Table, splits: pa.Table, class_set: str = "fer7") -
     """Join the training split with the face crops; map labels into the class set."""
     classes = CLASS_SETS[class_set]
     train = splits.filter(pc.equal(splits["split"], "train")).select(["image_id"])
-    rows = train.join(faces.select(["image_id", "dataset", "label", "subject_id", "face",
-                                    "phash"]), "image_id").sort_by("image_id")
+    rows = train.join(faces.select(TRAINING_COLUMNS), "image_id").sort_by("image_id")
     mapped = [map_label(label, PublishOptions(class_set)) for label in rows["label"].to_pylist()]
     keep = [m is not None for m in mapped]
     rows = rows.filter(pa.array(keep))
@@ -58,7 +59,7 @@ def training_faces(faces: pa.Table, splits: pa.Table, class_set: str = "fer7") -
 
 def load_training_faces(layout: StorageLayout, class_set: str = "fer7") -> TrainingFaces:
     """`training_faces` from the stored face crops and splits tables."""
-    faces, _ = load_faces(layout, ["image_id", "dataset", "label", "subject_id", "face", "phash"])
+    faces, _ = load_faces(layout, TRAINING_COLUMNS)
     return training_faces(faces, storage.read_table(layout.table("splits", storage.ALL)), class_set)
 
 
@@ -156,7 +157,8 @@ def synthesize(trained: Trained, data: TrainingFaces, target: str, needed: int,
 
 SYNTHETIC = pa.schema([
     ("image_id", pa.string()), ("split", pa.string()), ("dataset", pa.string()),
-    ("label", pa.string()), ("subject_id", pa.string()), ("face", pa.binary()),
+    ("source_path", pa.string()), ("label", pa.string()), ("subject_id", pa.string()),
+    ("face", pa.binary()),
     ("is_synthetic", pa.bool_()), ("source_image_id", pa.string()), ("generator", pa.string()),
     ("phash", pa.int64()), ("target_probability", pa.float32()),
 ])
@@ -192,6 +194,7 @@ def _row(data: TrainingFaces, i: int, pixels: np.ndarray, phash: int, prob: floa
         "image_id": "syn-" + hashlib.sha1(key.encode()).hexdigest()[:16],
         "split": "train",
         "dataset": "stargan",
+        "source_path": data.rows["source_path"][i].as_py(),
         "label": target,
         "subject_id": data.rows["subject_id"][i].as_py(),
         "face": encode_png(pixels),

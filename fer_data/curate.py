@@ -8,10 +8,13 @@ from collections import Counter, defaultdict
 import pyarrow as pa
 
 from fer_data import storage
+from fer_data.dedup import KEY_COLUMNS
 from fer_data.readers import DATASETS
 from fer_data.storage import StorageLayout
 
-INDEX_COLUMNS = ["image_id", "dataset", "label", "subject_id", "official_split", "face", "phash"]
+INDEX_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id", "official_split",
+                 "pixel_std", *KEY_COLUMNS]
+PUBLISH_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id", "face"]
 
 
 def load_faces(layout: StorageLayout,
@@ -32,7 +35,7 @@ def load_faces(layout: StorageLayout,
 def publish_rows(faces: pa.Table, splits: pa.Table, synthetic: pa.Table | None = None) -> pa.Table:
     """Kept real faces with their split, plus synthetic rows (training split only)."""
     real = splits.select(["image_id", "split"]).join(
-        faces.select(["image_id", "dataset", "label", "subject_id", "face"]), "image_id")
+        faces.select(PUBLISH_COLUMNS), "image_id")
     real = real.append_column("is_synthetic", pa.array([False] * real.num_rows))
     real = real.append_column("source_image_id", pa.nulls(real.num_rows, pa.string()))
     real = real.append_column("generator", pa.nulls(real.num_rows, pa.string()))

@@ -1,135 +1,161 @@
-"""De-duplication across all datasets: exact duplicates (same decoded pixels), near duplicates
-(pHash within a Hamming radius, mirrored copies included), clusters, label conflicts and a
-low-information filter.
+"""De-duplication across all datasets: exact and near duplicates found from keys that do not
+depend on how a dataset was cropped or how an export was processed, clusters, label conflicts
+and a low-information filter.
 
-Near-duplicate search is multi-index hashing: split the 64-bit hash into 4 chunks of 16 bits;
-two hashes within distance t agree to within floor(t / 4) bits on at least one chunk (pigeonhole),
-so candidates come from sorted chunk lookups and only candidates get a full popcount. Everything
-is vectorized in numpy, in blocks, so 200,000 hashes take seconds, not an O(n^2) Python loop.
+The keys (`source_keys`, `crop_keys`) are computed per face by the faces stage:
+- `source_digest`: a hash of the decoded source pixels in gray, so the same file is an exact
+  duplicate whichever dataset folder it arrives in and whatever face policy that folder has;
+- pHashes, each also of the mirror image, of the face crop (`phash`), of the source image as
+  stored (`source_phash`) and of its histogram-equalized form (`source_phash_eq`): copies from
+  exports that were processed differently (one equalized, one not, gamma, re-encoded) agree after
+  equalization, which any global monotone contrast change leaves almost untouched;
+- `source_thumb`: a 32x32 thumbnail of the equalized source, to verify the wider second tier.
+
+Two faces are duplicates when their source digests are equal, when any of the pHashes is within
+`threshold` bits (mirrors included), or when their equalized pHashes are within `verify_radius`
+bits and their thumbnails correlate at `min_correlation` or more (tier 2: copies whose hash moved
+a little further, verified by the pixels so that look-alike faces stay apart).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass
-from itertools import combinations
-from typing import Literal
+from typing import Literal, Sequence
 
+import cv2
 import numpy as np
 import pyarrow as pa
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
-from fer_data.images import decode_png
-from fer_data.phash import phash_batch
-
-CHUNKS = 4
-CHUNK_BITS = 64 // CHUNKS
-_BLOCK = 1 << 20  # candidate pairs materialized at once
+from fer_data.hash_search import clusters, group_pairs, mirrored_pairs, near_pairs
+from fer_data.phash import phash_batch, to_gray
 
 # The split a duplicate cluster keeps when its members came from different splits.
 SPLIT_PROTECTION = {"test": 3, "val": 2, "train": 1, None: 0}
+HASH_KINDS = ("phash", "source_phash", "source_phash_eq")  # each with a `<kind>_mirror` column
+THUMB_SIDE = 32
+DEDUP_METADATA = "fer_data.dedup"  # Parquet key of the options face_index ran with
+KEY_COLUMNS = [*(c for k in HASH_KINDS for c in (k, f"{k}_mirror")), "source_digest",
+               "source_thumb"]
 
 
-def popcount64(x: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(x.view(np.uint64)).astype(np.int64)
+def pixel_digest(gray: np.ndarray) -> str:
+    """Hash of decoded pixels: the same picture saved as another PNG or lossless file, or
+    parsed from a CSV, gives the same digest."""
+    return hashlib.sha1(gray.tobytes() + str(gray.shape).encode()).hexdigest()[:16]
 
 
-def _chunk(hashes: np.ndarray, j: int) -> np.ndarray:
-    shift = np.uint64(CHUNK_BITS * j)
-    return ((hashes.view(np.uint64) >> shift) & np.uint64((1 << CHUNK_BITS) - 1)).astype(np.int64)
+def _mirror(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [np.ascontiguousarray(im[:, ::-1]) for im in images]
 
 
-def _flip_masks(radius: int) -> np.ndarray:
-    """Every CHUNK_BITS-bit mask with at most `radius` bits set."""
-    masks = [0]
-    for r in range(1, radius + 1):
-        masks += [sum(1 << b for b in bits) for bits in combinations(range(CHUNK_BITS), r)]
-    return np.array(masks, dtype=np.int64)
+def crop_keys(crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """pHash of each face crop and of its mirror image."""
+    return {"phash": phash_batch(crops), "phash_mirror": phash_batch(_mirror(crops))}
 
 
-def near_pairs(queries: np.ndarray, database: np.ndarray, threshold: int,
-               same_set: bool) -> np.ndarray:
-    """All (query index, database index) pairs with Hamming distance <= threshold, as an (m, 2)
-    int64 array with unique rows. With same_set, queries and database are the same hashes and
-    only pairs i < j are returned."""
-    if threshold >= 4 * CHUNKS:
-        raise ValueError(f"threshold {threshold} too large for {CHUNKS}-chunk multi-index hashing")
-    radius = threshold // CHUNKS
-    masks = _flip_masks(radius)
-    found = []
-    for j in range(CHUNKS):
-        db_keys = _chunk(database, j)
-        order = np.argsort(db_keys, kind="stable")
-        sorted_keys = db_keys[order]
-        q_keys = _chunk(queries, j)
-        for mask in masks:
-            probe = q_keys ^ mask
-            lo = np.searchsorted(sorted_keys, probe, side="left")
-            hi = np.searchsorted(sorted_keys, probe, side="right")
-            found.append(_expand(lo, hi, order, queries, database, threshold, same_set))
-    if not found:
-        return np.zeros((0, 2), np.int64)
-    pairs = np.concatenate(found)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
-
-
-def _expand(lo, hi, order, queries, database, threshold, same_set) -> np.ndarray:
-    """Candidate pairs from bucket ranges, in blocks, filtered by the full distance."""
-    counts = hi - lo
-    has = np.nonzero(counts)[0]
-    out = []
-    start = 0
-    cumulative = np.cumsum(counts[has])
-    while start < len(has):
-        # take as many queries as fit in one block of candidate pairs
-        base = cumulative[start - 1] if start else 0
-        stop = int(np.searchsorted(cumulative, base + _BLOCK, side="right"))
-        stop = max(stop, start + 1)
-        q = has[start:stop]
-        n = counts[q]
-        qi = np.repeat(q, n)
-        offsets = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-        di = order[np.repeat(lo[q], n) + offsets]
-        keep = popcount64(queries[qi] ^ database[di]) <= threshold
-        if same_set:
-            keep &= qi < di
-        out.append(np.stack([qi[keep], di[keep]], axis=1))
-        start = stop
-    return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
-
-
-def clusters(n: int, pairs: np.ndarray) -> np.ndarray:
-    """Connected components of the duplicate graph: a cluster id per item."""
-    if len(pairs) == 0:
-        return np.arange(n)
-    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    return labels
-
-
-def pixel_digest(png: bytes) -> str:
-    """Hash of the decoded pixels: the same picture saved as different JPEGs or PNGs, or parsed
-    from a CSV, gives the same digest when its pixels are the same."""
-    pixels = decode_png(png)
-    return hashlib.sha1(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()[:16]
+def source_keys(sources: Sequence[np.ndarray]) -> dict[str, list | np.ndarray]:
+    """The crop-independent keys of each source image (any size, gray or RGB)."""
+    grays = [to_gray(s) for s in sources]
+    equalized = [cv2.equalizeHist(g) for g in grays]
+    return {
+        "source_digest": [pixel_digest(g) for g in grays],
+        "source_phash": phash_batch(grays),
+        "source_phash_mirror": phash_batch(_mirror(grays)),
+        "source_phash_eq": phash_batch(equalized),
+        "source_phash_eq_mirror": phash_batch(_mirror(equalized)),
+        "source_thumb": [cv2.resize(e, (THUMB_SIDE, THUMB_SIDE),
+                                    interpolation=cv2.INTER_AREA).tobytes() for e in equalized],
+    }
 
 
 @dataclass(frozen=True)
 class DedupOptions:
-    threshold: int = 4  # pHash Hamming radius for a near duplicate
+    threshold: int = 4  # pHash Hamming radius for a near duplicate (any hash kind)
     include_flips: bool = True
+    verify_radius: int = 10  # tier 2: equalized-source pHash radius of verified candidates
+    min_correlation: float = 0.95  # tier 2: thumbnail correlation that confirms a candidate
     conflict_policy: Literal["drop_all", "keep_majority"] = "keep_majority"
     min_std: float = 4.0  # below this pixel standard deviation an image is near-uniform
     dataset_priority: tuple[str, ...] = ("fer2013", "ckplus", "kdef", "jaffe", "ravdess",
                                          "face_expression")
 
 
+def dedup_options(index: pa.Table) -> DedupOptions:
+    """The options a face_index table was built with (from its Parquet metadata), so later
+    stages use the very same settings instead of a second copy that could disagree."""
+    raw = (index.schema.metadata or {}).get(DEDUP_METADATA.encode())
+    if raw is None:
+        raise ValueError("face_index has no recorded de-duplication settings: materialize "
+                         "face_index again")
+    values = json.loads(raw)
+    values["dataset_priority"] = tuple(values["dataset_priority"])
+    return DedupOptions(**values)
+
+
+def _hashes(keys: pa.Table, column: str) -> np.ndarray:
+    return np.asarray(keys.column(column).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _thumbs(keys: pa.Table) -> np.ndarray:
+    """Standardized thumbnails (n, side*side) as float32: zero mean, unit variance (flat
+    ones stay zero, so they correlate with nothing)."""
+    raw = np.frombuffer(b"".join(keys.column("source_thumb").to_pylist()), np.uint8)
+    x = raw.reshape(keys.num_rows, -1).astype(np.float32)
+    x -= x.mean(axis=1, keepdims=True)
+    std = x.std(axis=1, keepdims=True)
+    return np.divide(x, std, out=np.zeros_like(x), where=std > 1e-3)
+
+
+def correlation(thumbs: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Thumbnail correlation of each pair, the better of as-is and mirrored."""
+    if len(pairs) == 0:
+        return np.zeros(0, np.float32)
+    side = THUMB_SIDE
+    a, b = thumbs[pairs[:, 0]], thumbs[pairs[:, 1]]
+    b_mirror = b.reshape(-1, side, side)[:, :, ::-1].reshape(len(b), -1)
+    return np.maximum((a * b).mean(axis=1), (a * b_mirror).mean(axis=1))
+
+
+def duplicate_pairs(keys: pa.Table, options: DedupOptions) -> dict[str, np.ndarray]:
+    """Duplicate edges (i < j) by the key that found them: `exact`, each hash kind, and
+    `verified` (tier 2). `keys` holds the KEY_COLUMNS."""
+    n = keys.num_rows
+    found: dict[str, np.ndarray] = {}
+    digests = np.array(keys.column("source_digest").to_pylist(), dtype=object)
+    found["exact"] = group_pairs(np.unique(digests, return_inverse=True)[1]) if n else \
+        np.zeros((0, 2), np.int64)
+    for kind in HASH_KINDS:
+        hashes = _hashes(keys, kind)
+        sets = [near_pairs(hashes, hashes, options.threshold, same_set=True)]
+        if options.include_flips:
+            sets.append(mirrored_pairs(hashes, _hashes(keys, f"{kind}_mirror"),
+                                       options.threshold))
+        found[kind] = _unique(sets)
+    if options.verify_radius > options.threshold:
+        hashes = _hashes(keys, "source_phash_eq")
+        sets = [near_pairs(hashes, hashes, options.verify_radius, same_set=True)]
+        if options.include_flips:
+            sets.append(mirrored_pairs(hashes, _hashes(keys, "source_phash_eq_mirror"),
+                                       options.verify_radius))
+        candidates = _unique(sets)
+        found["verified"] = candidates[correlation(_thumbs(keys), candidates)
+                                       >= options.min_correlation]
+    return found
+
+
+def _unique(sets: list[np.ndarray]) -> np.ndarray:
+    pairs = np.concatenate(sets) if sets else np.zeros((0, 2), np.int64)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+
+
 @dataclass
 class DedupResult:
     index: pa.Table  # one row per face: cluster, keep, and why not
     pairs: int
+    pairs_by_key: dict[str, int]  # edges each key found (an edge can be found by several)
     exact_groups: int
     exact_conflict_groups: int
     conflict_clusters: int  # clusters whose members carry different labels
@@ -140,54 +166,47 @@ class DedupResult:
 def build_index(faces: pa.Table, options: DedupOptions) -> DedupResult:
     """Cluster all faces (any datasets) and decide which to keep.
 
-    `faces` needs: image_id, dataset, label, subject_id, official_split, face, phash.
+    `faces` needs: image_id, dataset, label, subject_id, official_split, pixel_std and the
+    KEY_COLUMNS.
     """
     n = faces.num_rows
-    pngs = faces.column("face").to_pylist()
-    crops = [decode_png(b) for b in pngs]
-    digests = np.array([pixel_digest(b) for b in pngs]) if n else np.array([], dtype=str)
-    stds = np.array([float(c.std()) for c in crops])
-    hashes = np.asarray(faces.column("phash").to_numpy(zero_copy_only=False), dtype=np.int64)
-    flipped = phash_batch([np.fliplr(c) for c in crops]) if n else hashes
-
-    pair_sets = [near_pairs(hashes, hashes, options.threshold, same_set=True)]
-    if options.include_flips and n:
-        mirrored = near_pairs(flipped, hashes, options.threshold, same_set=False)
-        mirrored = np.sort(mirrored, axis=1)
-        pair_sets.append(mirrored[mirrored[:, 0] != mirrored[:, 1]])
-    _, exact_inverse = np.unique(digests, return_inverse=True) if n else (None, np.array([]))
-    exact_pairs = _group_pairs(exact_inverse)
-    pairs = np.unique(np.concatenate([*pair_sets, exact_pairs]), axis=0) if n else exact_pairs
+    found = duplicate_pairs(faces, options)
+    pairs = _unique(list(found.values()))
     labels = np.array(faces.column("label").to_pylist(), dtype=object)
-    pairs = _drop_posed_expressions(pairs, labels, faces.column("subject_id").to_pylist())
+    subjects = faces.column("subject_id").to_pylist()
+    pairs = _drop_posed_expressions(pairs, labels, subjects)
     cluster = clusters(n, pairs)
 
     datasets = np.array(faces.column("dataset").to_pylist(), dtype=object)
     splits = faces.column("official_split").to_pylist()
     ids = faces.column("image_id").to_pylist()
-    keep, reason, detail = _choose(cluster, labels, datasets, splits, ids, stds, options)
+    stds = np.asarray(faces.column("pixel_std").to_numpy(zero_copy_only=False), np.float64)
+    choice = _choose(cluster, labels, datasets, splits, subjects, ids, stds, options)
     sizes = np.bincount(cluster)[cluster] if n else np.array([], dtype=np.int64)
 
     index = pa.table({
         "image_id": ids,
         "dataset": datasets.tolist(),
+        "source_path": faces.column("source_path"),
         "label": labels.tolist(),
         "subject_id": faces.column("subject_id"),
         "official_split": splits,
-        "phash": pa.array(hashes, pa.int64()),
-        "phash_flipped": pa.array(flipped, pa.int64()),
-        "pixel_digest": digests.tolist(),
-        "pixel_std": pa.array(stds, pa.float32()),
+        **{c: faces.column(c) for c in KEY_COLUMNS if c != "source_thumb"},
+        "pixel_std": faces.column("pixel_std"),
         "cluster_id": pa.array(cluster, pa.int64()),
         "cluster_size": pa.array(sizes, pa.int64()),
-        "keep": pa.array(keep),
-        "drop_reason": reason,
-        "drop_detail": detail,
+        "keep": pa.array(choice.keep),
+        "drop_reason": choice.reason,
+        "drop_detail": choice.detail,
+        "duplicate_of": choice.duplicate_of,
     })
-    exact_groups, exact_conflicts = _exact_stats(exact_inverse, labels)
+    digests = np.array(faces.column("source_digest").to_pylist(), dtype=object)
+    exact_groups, exact_conflicts = _exact_stats(
+        np.unique(digests, return_inverse=True)[1] if n else np.array([], np.int64), labels)
     conflicts = _conflicts(cluster, labels, ids, datasets)
-    return DedupResult(index, len(pairs), exact_groups, exact_conflicts, len(conflicts),
-                       conflicts[:20], _spanning(cluster, splits))
+    return DedupResult(index, len(pairs), {k: len(v) for k, v in found.items()}, exact_groups,
+                       exact_conflicts, len(conflicts), conflicts[:20],
+                       _spanning(cluster, splits))
 
 
 def _drop_posed_expressions(pairs: np.ndarray, labels: np.ndarray,
@@ -203,25 +222,23 @@ def _drop_posed_expressions(pairs: np.ndarray, labels: np.ndarray,
     return pairs[~posed]
 
 
-def _group_pairs(group: np.ndarray) -> np.ndarray:
-    """Pairs (first member, other member) inside each group of equal ids."""
-    if len(group) == 0:
-        return np.zeros((0, 2), np.int64)
-    order = np.argsort(group, kind="stable")
-    g = group[order]
-    first = np.r_[True, g[1:] != g[:-1]]
-    leader = order[np.maximum.accumulate(np.where(first, np.arange(len(g)), 0))]
-    pairs = np.stack([leader, order], axis=1)[~first]
-    return np.sort(pairs, axis=1).astype(np.int64)
+@dataclass
+class _Choice:
+    keep: np.ndarray
+    reason: list[str | None]
+    detail: list[str | None]
+    duplicate_of: list[str | None]
 
 
-def _choose(cluster, labels, datasets, splits, ids, stds, options: DedupOptions):
-    """Per cluster: one representative per label (or the policy's answer to a conflict),
-    preferring the most protected split, then the dataset priority, then the image id."""
+def _choose(cluster, labels, datasets, splits, subjects, ids, stds,
+            options: DedupOptions) -> _Choice:
+    """Per cluster: one representative per label (or the policy's answer to a conflict).
+    Preferred: a face with a subject (its subject decides its split, so a copy filed elsewhere
+    without one cannot carry that person into another split), then the dataset priority (a
+    cluster follows FER2013's official split, not the arbitrary split of a set that repackages
+    it), then within a dataset the most protected split, then the image id."""
     n = len(cluster)
-    keep = np.zeros(n, bool)
-    reason: list[str | None] = [None] * n
-    detail: list[str | None] = [None] * n
+    out = _Choice(np.zeros(n, bool), [None] * n, [None] * n, [None] * n)
     priority = {d: i for i, d in enumerate(options.dataset_priority)}
     members: dict[int, list[int]] = {}
     for i, c in enumerate(cluster):
@@ -230,7 +247,7 @@ def _choose(cluster, labels, datasets, splits, ids, stds, options: DedupOptions)
         usable = []
         for i in group:
             if stds[i] < options.min_std:
-                reason[i], detail[i] = "low_information", f"pixel std {stds[i]:.2f}"
+                out.reason[i], out.detail[i] = "low_information", f"pixel std {stds[i]:.2f}"
             else:
                 usable.append(i)
         if not usable:
@@ -243,19 +260,20 @@ def _choose(cluster, labels, datasets, splits, ids, stds, options: DedupOptions)
             allowed = {ranked[0][0]} if majority else set()
         for label in counts:
             same = sorted((i for i in usable if labels[i] == label),
-                          key=lambda i: (-SPLIT_PROTECTION[splits[i]],
-                                         priority.get(datasets[i], len(priority)), ids[i]))
-            if label in allowed:
-                keep[same[0]] = True
-                rest = same[1:]
-                for i in rest:
-                    reason[i], detail[i] = "duplicate", f"of {ids[same[0]]}"
-            else:
+                          key=lambda i: (not subjects[i],
+                                         priority.get(datasets[i], len(priority)),
+                                         -SPLIT_PROTECTION[splits[i]], ids[i]))
+            if label not in allowed:
                 for i in same:
-                    reason[i] = "label_conflict"
-                    detail[i] = "cluster labels " + ", ".join(f"{k}:{v}" for k, v in
-                                                               counts.most_common())
-    return keep, reason, detail
+                    out.reason[i] = "label_conflict"
+                    out.detail[i] = "cluster labels " + ", ".join(
+                        f"{k}:{v}" for k, v in counts.most_common())
+                continue
+            out.keep[same[0]] = True
+            for i in same[1:]:
+                out.reason[i], out.detail[i] = "duplicate", f"of {ids[same[0]]}"
+                out.duplicate_of[i] = ids[same[0]]
+    return out
 
 
 def _exact_stats(group: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
@@ -287,3 +305,16 @@ def _spanning(cluster, splits) -> int:
         if s is not None:
             seen.setdefault(int(c), set()).add(s)
     return sum(1 for s in seen.values() if len(s) > 1)
+
+
+def drops_by_source(index: pa.Table) -> dict[str, dict[str, int]]:
+    """For each dataset: how many of its faces were dropped as duplicates of a face from each
+    dataset (the kept one)."""
+    dataset_of = dict(zip(index.column("image_id").to_pylist(),
+                          index.column("dataset").to_pylist(), strict=True))
+    out: dict[str, Counter] = {}
+    for dataset, of in zip(index.column("dataset").to_pylist(),
+                           index.column("duplicate_of").to_pylist(), strict=True):
+        if of is not None:
+            out.setdefault(dataset, Counter())[dataset_of[of]] += 1
+    return {k: dict(v) for k, v in out.items()}

@@ -15,8 +15,9 @@ import numpy as np
 import pyarrow as pa
 
 from fer_data import schema
+from fer_data.dedup import crop_keys, source_keys
 from fer_data.images import decode_png, encode_png
-from fer_data.phash import phash_batch
+from fer_data.phash import to_gray
 
 
 @dataclass
@@ -131,22 +132,13 @@ class HaarDetector:
         return np.array([[lx, ly], [rx, ry]], dtype=np.float32)
 
 
-@dataclass
-class WholeImage:
-    """For datasets that are already face crops (FER2013, 48x48 folder sets, CK+48)."""
-
-    name: str = "none"
-    confident_score: float = 0.0
-
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        return [[Face((0.0, 0.0, float(im.shape[1]), float(im.shape[0])), float("nan"))]
-                for im in images]
-
-
 @dataclass(frozen=True)
 class CropOptions:
     face_size: int = 48
     margin: float = 0.15  # added on each side, as a fraction of the box size
+    # images no larger than this on either side are already face crops (FER2013, CK+48, the
+    # 48x48 folder sets): they pass through unchanged instead of going to a detector
+    precropped_max_side: int = 96
 
 
 @dataclass
@@ -191,6 +183,21 @@ def align_and_crop(image: np.ndarray, face: Face, options: CropOptions) -> np.nd
     size = options.face_size
     interpolation = cv2.INTER_AREA if out >= size else cv2.INTER_CUBIC
     return cv2.resize(crop, (size, size), interpolation=interpolation)
+
+
+def passthrough(image: np.ndarray, face_size: int) -> Crop:
+    """An already-cropped face as it is: gray, its centre square when it is not square, and
+    resized only when its side differs from face_size. A 48x48 gray source comes back equal."""
+    gray = to_gray(image)
+    height, width = gray.shape
+    side = min(height, width)
+    y0, x0 = (height - side) // 2, (width - side) // 2
+    face = gray[y0:y0 + side, x0:x0 + side]
+    if side != face_size:
+        interpolation = cv2.INTER_AREA if side > face_size else cv2.INTER_CUBIC
+        face = cv2.resize(face, (face_size, face_size), interpolation=interpolation)
+    return Crop(np.ascontiguousarray(face), (float(x0), float(y0), float(x0 + side),
+                                             float(y0 + side)), None, float("nan"), 1, "none")
 
 
 def crop_faces(images: Sequence[np.ndarray], detectors: Sequence[Detector],
@@ -257,25 +264,37 @@ class FaceTableResult:
 
 def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Detector],
                      options: CropOptions, quality: Detector | None = None) -> FaceTableResult:
-    """Crop the face of every raw_images row. With `detectors` empty, the image is taken as the
-    face (already-cropped datasets) and `quality`, when given, only sets `face_found`.
-    Rows where no detector finds a face become `no_face` rejects."""
+    """Crop the face of every raw_images row, with the de-duplication keys of its source.
+    Already-cropped images (all of them when `detectors` is empty, else those no larger than
+    `options.precropped_max_side`) pass through unchanged, and `quality`, when given, only
+    sets their `face_found` flag. Rows where no detector finds a face become `no_face`
+    rejects."""
     rows, rejects, inputs = [], [], 0
     for batch in batches:
         records = batch.to_pylist()
         inputs += len(records)
         images = [decode_png(r["image"]) for r in records]
-        if detectors:
-            crops = crop_faces(images, detectors, options)
-            flags = [c is not None for c in crops]
-        else:
-            crops = crop_faces(images, [WholeImage()], options)
-            flags = ([bool(f) for f in quality.detect([_pad(im) for im in images])]
-                     if quality is not None else [None] * len(images))
-        kept = [(r, c, f) for r, c, f in zip(records, crops, flags, strict=True) if c is not None]
-        hashes = phash_batch([c.face for _, c, _ in kept])
-        for (record, crop, flag), phash in zip(kept, hashes, strict=True):
-            rows.append(_face_row(record, crop, flag, int(phash), options))
+        crops: list[Crop | None] = [None] * len(images)
+        flags: list[bool | None] = [None] * len(images)
+        pre = [not detectors or max(im.shape[:2]) <= options.precropped_max_side
+               for im in images]
+        precropped = [i for i, p in enumerate(pre) if p]
+        for i in precropped:
+            crops[i] = passthrough(images[i], options.face_size)
+        if quality is not None and precropped:
+            found = quality.detect([_pad(images[i]) for i in precropped])
+            for i, faces in zip(precropped, found, strict=True):
+                flags[i] = bool(faces)
+        detect = [i for i, p in enumerate(pre) if not p]
+        for i, crop in zip(detect, crop_faces([images[i] for i in detect], detectors, options),
+                           strict=True):
+            crops[i], flags[i] = crop, crop is not None
+        kept = [i for i, c in enumerate(crops) if c is not None]
+        keys = {**crop_keys([crops[i].face for i in kept]),
+                **source_keys([images[i] for i in kept])}
+        for k, i in enumerate(kept):
+            rows.append(_face_row(records[i], crops[i], flags[i],
+                                  {name: values[k] for name, values in keys.items()}, options))
         tried = ", ".join(d.name for d in detectors)
         rejects += [{"dataset": r["dataset"], "source_path": r["source_path"], "stage": "faces",
                      "reason": "no_face", "detail": f"image_id {r['image_id']}: no face found "
@@ -285,7 +304,7 @@ def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Dete
                            pa.Table.from_pylist(rejects, schema=schema.REJECT), inputs)
 
 
-def _face_row(record: dict, crop: Crop, flag: bool | None, phash: int,
+def _face_row(record: dict, crop: Crop, flag: bool | None, keys: dict,
               options: CropOptions) -> dict:
     row = {k: v for k, v in record.items() if k != "image"}
     row.update(
@@ -297,6 +316,7 @@ def _face_row(record: dict, crop: Crop, flag: bool | None, phash: int,
         det_score=None if math.isnan(crop.score) else crop.score,
         n_faces=crop.n_faces,
         face_found=flag,
-        phash=phash,
+        pixel_std=float(crop.face.std()),
+        **{name: int(v) if isinstance(v, np.integer) else v for name, v in keys.items()},
     )
     return row

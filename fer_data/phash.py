@@ -72,7 +72,8 @@ def lanczos_resize(batch: np.ndarray, side: int) -> np.ndarray:
     return out.transpose(0, 2, 1).astype(np.uint8)
 
 
-def _gray(image: Image.Image | np.ndarray) -> np.ndarray:
+def to_gray(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Gray uint8 pixels the way PIL's convert("L") makes them (as imagehash sees an image)."""
     if isinstance(image, np.ndarray) and image.ndim == 2 and image.dtype == np.uint8:
         return image
     if isinstance(image, np.ndarray):
@@ -82,7 +83,7 @@ def _gray(image: Image.Image | np.ndarray) -> np.ndarray:
 
 def phash_batch(images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
     """64-bit pHashes of many images as int64 (the top bit is imagehash's first bit)."""
-    grays = [_gray(im) for im in images]
+    grays = [to_gray(im) for im in images]
     small = np.empty((len(grays), _SIDE, _SIDE), np.uint8)
     by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, g in enumerate(grays):

@@ -42,6 +42,8 @@ CURATED = pa.schema([
     pa.field("label_name", pa.string()),
     pa.field("split", pa.string()),
     pa.field("source_dataset", pa.string()),
+    # the original file, relative to its dataset folder (a synthetic row: its source face's)
+    pa.field("source_path", pa.string()),
     pa.field("subject_id", pa.string()),
     pa.field("is_synthetic", pa.bool_()),
     pa.field("source_image_id", pa.string()),
@@ -56,7 +58,8 @@ def hf_features(names: tuple[str, ...]) -> dict:
     return {"info": {"features": {
         "image": {"_type": "Image"},
         "label": {"names": list(names), "_type": "ClassLabel"},
-        "label_name": value, "split": value, "source_dataset": value, "subject_id": value,
+        "label_name": value, "split": value, "source_dataset": value, "source_path": value,
+        "subject_id": value,
         "is_synthetic": {"dtype": "bool", "_type": "Value"},
         "source_image_id": value, "generator": value, "image_id": value,
     }}}
@@ -88,8 +91,9 @@ def map_label(label: str, options: PublishOptions) -> str | None:
 
 
 def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dict[str, int]]:
-    """Rows (image_id, dataset, label, subject_id, split, face, is_synthetic, source_image_id,
-    generator) -> the curated schema, ordered by split then image_id; plus what was excluded."""
+    """Rows (image_id, dataset, source_path, label, subject_id, split, face, is_synthetic,
+    source_image_id, generator) -> the curated schema, ordered by split then image_id; plus
+    what was excluded."""
     names = CLASS_SETS[options.class_set]
     excluded: Counter = Counter()
     out = []
@@ -104,6 +108,7 @@ def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dic
             "label_name": label,
             "split": r["split"],
             "source_dataset": r["dataset"],
+            "source_path": r["source_path"],
             "subject_id": r["subject_id"],
             "is_synthetic": bool(r.get("is_synthetic") or False),
             "source_image_id": r.get("source_image_id"),
@@ -231,6 +236,22 @@ def sample_grid_png(table: pa.Table, names: tuple[str, ...], per_class: int) -> 
     return buf.getvalue()
 
 
+def source_lines(by_source: dict[str, dict[str, int]],
+                 duplicates: dict[str, dict[str, int]]) -> list[str]:
+    """One line per source: rows published (all class sets' rows before the class filter) and
+    faces dropped as duplicates of a face kept from which source."""
+    out = []
+    for source in sorted(set(by_source) | set(duplicates)):
+        rows = sum(by_source.get(source, {}).values())
+        dropped = duplicates.get(source, {})
+        line = f"- **{source}**: {rows:,} rows"
+        if dropped:
+            line += f"; {sum(dropped.values()):,} dropped as duplicates of " + ", ".join(
+                f"{of} ({n:,})" for of, n in sorted(dropped.items(), key=lambda kv: -kv[1]))
+        out.append(line)
+    return out
+
+
 def dataset_card(options: PublishOptions, counts: dict[str, dict[str, int]],
                  excluded: dict[str, int], card: dict) -> str:
     """Markdown: sources and licences, counts, de-duplication figures, config, versions."""
@@ -251,6 +272,8 @@ def dataset_card(options: PublishOptions, counts: dict[str, dict[str, int]],
         for source in sorted(by_source):
             lines.append(f"| {source} | " + " | ".join(
                 f"{by_source[source].get(s, 0):,}" for s in SPLITS) + " |")
+        lines += ["", "### Where each source's rows went", ""]
+        lines += source_lines(by_source, card.get("duplicates_by_source", {}))
     lines += ["", "## Sources and licences", ""]
     for source in sorted(by_source) or sorted(SOURCES):
         if source in SOURCES:

@@ -46,7 +46,18 @@ FACE = pa.schema(
         pa.field("detector", pa.string(), nullable=False),
         pa.field("det_score", pa.float32()),
         pa.field("n_faces", pa.int32()),
-        pa.field("face_found", pa.bool_()),  # for detector-free datasets: a quality flag
+        pa.field("face_found", pa.bool_()),  # for already-cropped faces: a quality flag
+        pa.field("pixel_std", pa.float32(), nullable=False),  # of the crop: near-uniform faces
+        # de-duplication keys (fer_data.dedup): pHashes of the crop, of the source as stored
+        # and of the histogram-equalized source, each also of the mirror image; a digest of the
+        # decoded source pixels; a 32x32 equalized thumbnail that verifies wider matches
         pa.field("phash", pa.int64(), nullable=False),
+        pa.field("phash_mirror", pa.int64(), nullable=False),
+        pa.field("source_phash", pa.int64(), nullable=False),
+        pa.field("source_phash_mirror", pa.int64(), nullable=False),
+        pa.field("source_phash_eq", pa.int64(), nullable=False),
+        pa.field("source_phash_eq_mirror", pa.int64(), nullable=False),
+        pa.field("source_digest", pa.string(), nullable=False),
+        pa.field("source_thumb", pa.binary(), nullable=False),
     ]
 )

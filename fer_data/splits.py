@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from fer_data.dedup import near_pairs
+from fer_data.dedup import KEY_COLUMNS, DedupOptions, duplicate_pairs
 from fer_data.schema import SPLITS
 
 
@@ -115,27 +115,28 @@ def assign_splits(index: pa.Table, options: SplitOptions) -> pa.Table:
 @dataclass
 class LeakReport:
     duplicate_pairs_across_splits: int
+    by_key: dict[str, int]  # crossing pairs each key finds (a pair can be found by several)
     subjects_across_splits: int
     examples: list[str]
 
 
-def check_leaks(splits: pa.Table, index: pa.Table, threshold: int) -> LeakReport:
-    """Independent check of the published rows: near-duplicate pairs (pHash, either
-    orientation) in different splits, and subjects present in more than one split."""
-    joined = splits.join(index.select(["image_id", "phash", "phash_flipped"]), "image_id")
-    hashes = np.asarray(joined.column("phash").to_numpy(), dtype=np.int64)
-    flipped = np.asarray(joined.column("phash_flipped").to_numpy(), dtype=np.int64)
+def check_leaks(splits: pa.Table, keys: pa.Table, options: DedupOptions) -> LeakReport:
+    """Recheck the split rows from scratch: duplicate pairs among them by the source-level keys
+    and crop hashes (`dedup.duplicate_pairs`, mirrors included) that sit in different splits,
+    and subjects present in more than one split. It looks at the keys, not at the clusters the
+    index made, so a wrong keep decision or a wrong split shows up here."""
+    joined = splits.join(keys.select(["image_id", *KEY_COLUMNS]), "image_id")
     split = np.array(joined.column("split").to_pylist(), dtype=object)
     ids = joined.column("image_id").to_pylist()
-    pairs = np.concatenate([near_pairs(hashes, hashes, threshold, same_set=True),
-                            near_pairs(flipped, hashes, threshold, same_set=False)])
-    pairs = np.unique(np.sort(pairs, axis=1), axis=0)  # a mirrored match is found both ways
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    crossing = pairs[split[pairs[:, 0]] != split[pairs[:, 1]]] if len(pairs) else pairs
+    found = duplicate_pairs(joined, options)
+    crossing = {k: p[split[p[:, 0]] != split[p[:, 1]]] for k, p in found.items() if len(p)}
+    pairs = np.concatenate(list(crossing.values())) if crossing else np.zeros((0, 2), np.int64)
+    pairs = np.unique(pairs, axis=0) if len(pairs) else pairs
     subject_splits: dict[str, set] = defaultdict(set)
     for subject, s in zip(joined.column("subject_id").to_pylist(), split, strict=True):
         if subject:
             subject_splits[subject].add(s)
     leaking = sorted(k for k, v in subject_splits.items() if len(v) > 1)
-    examples = [f"{ids[a]} ({split[a]}) ~ {ids[b]} ({split[b]})" for a, b in crossing[:5]]
-    return LeakReport(len(crossing), len(leaking), examples + leaking[:5])
+    examples = [f"{ids[a]} ({split[a]}) ~ {ids[b]} ({split[b]})" for a, b in pairs[:5]]
+    return LeakReport(len(pairs), {k: len(v) for k, v in crossing.items()}, len(leaking),
+                      examples + leaking[:5])

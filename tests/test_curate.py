@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fer_data.dedup import DedupOptions, build_index, near_pairs, popcount64
+from fer_data.dedup import DedupOptions, build_index, crop_keys, source_keys
+from fer_data.hash_search import near_pairs, popcount64
 from fer_data.images import encode_png
-from fer_data.phash import phash_batch
 from fer_data.publish import CLASS_SETS, PublishOptions, publish
 from fer_data.splits import SplitOptions, assign_splits, check_leaks
 from fer_data.torch_dataset import CuratedFaces
@@ -44,16 +44,21 @@ def test_multi_index_search_equals_brute_force(threshold):
     assert got == brute_force_pairs(hashes, other, threshold, same_set=False)
 
 
-def face_rows(images, labels, datasets=None, subjects=None, splits=None):
+def face_rows(images, labels, datasets=None, subjects=None, splits=None, sources=None):
+    """A face table as the faces stage writes it; `sources` (default: the faces themselves)
+    are the images the crop-independent keys come from."""
     n = len(images)
+    keys = {**crop_keys(images), **source_keys(sources or images)}
     return pa.table({
         "image_id": [f"id{i:03d}" for i in range(n)],
         "dataset": datasets or ["fer2013"] * n,
+        "source_path": [f"f{i}.png" for i in range(n)],
         "label": labels,
         "subject_id": subjects or [None] * n,
         "official_split": splits or [None] * n,
         "face": [encode_png(im) for im in images],
-        "phash": pa.array(phash_batch(images), pa.int64()),
+        "pixel_std": pa.array([float(im.std()) for im in images], pa.float32()),
+        **{k: pa.array(v, pa.binary() if k == "source_thumb" else None) for k, v in keys.items()},
     })
 
 
@@ -117,10 +122,9 @@ def test_subject_splits_are_disjoint_stratified_and_seeded():
                 subjects.append(f"kdef:S{s:02d}")
                 labels.append(label)
     n = len(labels)
-    index = pa.table({"image_id": [f"i{i}" for i in range(n)], "dataset": ["kdef"] * n,
+    index = pa.table({"image_id": [f"id{i:03d}" for i in range(n)], "dataset": ["kdef"] * n,
                       "label": labels, "subject_id": subjects, "official_split": [None] * n,
-                      "keep": [True] * n, "phash": pa.array(np.arange(n) * 0x0F0F0F0F, pa.int64()),
-                      "phash_flipped": pa.array(np.arange(n) * 0x0F0F0F0F, pa.int64())})
+                      "keep": [True] * n})
     first = assign_splits(index, SplitOptions(seed=1))
     again = assign_splits(index, SplitOptions(seed=1))
     other = assign_splits(index, SplitOptions(seed=2))
@@ -135,20 +139,79 @@ def test_subject_splits_are_disjoint_stratified_and_seeded():
         mine = [s for s, lab in zip(first.column("split").to_pylist(), labels, strict=True)
                 if lab == label]
         assert abs(mine.count("train") / len(mine) - 0.7) < 0.12
-    assert check_leaks(first, index, 4).subjects_across_splits == 0
+    keys = face_rows(textures(n, seed=4), labels)
+    report = check_leaks(first, keys, DedupOptions())
+    assert report.subjects_across_splits == 0 and report.duplicate_pairs_across_splits == 0
 
 
 def test_leak_check_finds_a_planted_cross_split_duplicate():
     a, b = textures(2, seed=9)
     rows = face_rows([a, b, np.fliplr(a)], ["happy", "sad", "happy"])
-    index = build_index(rows, DedupOptions()).index
     split_table = pa.table({"image_id": ["id000", "id001", "id002"],
                             "dataset": ["fer2013"] * 3, "label": ["happy", "sad", "happy"],
                             "subject_id": [None, "x", "x"], "split": ["train", "test", "val"],
                             "split_rule": ["official"] * 3})
-    report = check_leaks(split_table, index, 4)
+    report = check_leaks(split_table, rows, DedupOptions())
     assert report.duplicate_pairs_across_splits == 1
     assert report.subjects_across_splits == 1
+
+
+def gamma(image, g):
+    return np.clip(255 * (image / 255.0) ** g, 0, 255).astype(np.uint8)
+
+
+def test_copies_from_differently_processed_exports_are_found_from_the_source():
+    """An equalized export and a flattened, gamma-changed one of the same picture, and the
+    same source file cropped two different ways (two partitions' face policies): all found."""
+    import cv2
+
+    rng = np.random.default_rng(2)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (48, 48)).astype(np.uint8), (0, 0), 3)
+    other = cv2.GaussianBlur(rng.integers(0, 256, (48, 48)).astype(np.uint8), (0, 0), 3)
+    flat = np.clip(0.6 * (base - base.mean()) + base.mean(), 0, 255).astype(np.uint8)
+    images = [cv2.equalizeHist(base), gamma(flat, 1.3), other, base[4:44, 4:44], base]
+    sources = [images[0], images[1], other, base, base]
+    crops = [im if im.shape == (48, 48) else cv2.resize(im, (48, 48)) for im in images]
+    rows = face_rows(crops, ["sad"] * 5, sources=sources,
+                     splits=["test", "train", "train", "train", "val"])
+    result = build_index(rows, DedupOptions())
+    cluster = result.index.column("cluster_id").to_pylist()
+    assert cluster[0] == cluster[1] == cluster[3] == cluster[4] != cluster[2]
+    assert result.pairs_by_key["exact"] == 1  # the two crops of one source file
+    assert result.index.column("keep").to_pylist() == [True, False, True, False, False]
+    assert result.index.column("duplicate_of").to_pylist()[1] == "id000"
+    # the equalized hash is what joins the two exports; the crop hash alone would not
+    alone = build_index(rows, DedupOptions(verify_radius=0)).pairs_by_key
+    assert alone["source_phash_eq"] >= 1
+
+
+def test_second_tier_needs_the_thumbnails_to_agree():
+    """Candidates a little beyond the hash radius join only when their equalized thumbnails
+    correlate: the same picture does, a different face at the same distance does not."""
+    from fer_data.dedup import _thumbs, correlation
+
+    rows = face_rows(textures(40, seed=11), ["happy"] * 40)
+    pairs = np.array([[i, j] for i in range(40) for j in range(i + 1, 40)])
+    assert correlation(_thumbs(rows), pairs).max() < 0.95
+    a = textures(1, seed=12)[0]
+    noisy = np.clip(a + np.random.default_rng(0).normal(0, 12, a.shape), 0, 255).astype(np.uint8)
+    rows = face_rows([a, noisy], ["happy"] * 2)
+    assert correlation(_thumbs(rows), np.array([[0, 1]]))[0] > 0.95
+    found = build_index(rows, DedupOptions(threshold=0, verify_radius=14)).pairs_by_key
+    assert found["verified"] == 1
+
+
+def test_a_face_with_a_subject_is_kept_over_its_copy_without_one():
+    """A CK+ frame copied into a folder set: the CK+ face stays (its subject decides its
+    split), the folder set's copy goes, even from a more protected official split."""
+    a = textures(1, seed=13)[0]
+    rows = face_rows([a, a], ["happy", "happy"], datasets=["face_expression", "ckplus"],
+                     subjects=[None, "ckplus:S010"], splits=["val", None])
+    index = build_index(rows, DedupOptions()).index
+    assert index.column("keep").to_pylist() == [False, True]
+    from fer_data.dedup import drops_by_source
+
+    assert drops_by_source(index) == {"face_expression": {"ckplus": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +293,7 @@ def test_hugging_face_datasets_loads_image_and_class_label(published, tmp_path, 
 def test_publish_replaces_atomically_and_crash_leaves_the_old_dataset(tmp_path, monkeypatch):
     a, b = textures(2)
     rows = pa.table({"image_id": ["x", "y"], "dataset": ["fer2013"] * 2,
+                     "source_path": ["train/happy/x.jpg", "test/sad/y.jpg"],
                      "label": ["happy", "sad"], "subject_id": [None, None],
                      "split": ["train", "test"], "face": [encode_png(a), encode_png(b)]})
     first = publish(rows, tmp_path, PublishOptions(), {})

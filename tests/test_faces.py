@@ -19,11 +19,11 @@ from fer_data.faces import (
     Face,
     HaarDetector,
     MtcnnDetector,
-    WholeImage,
     align_and_crop,
     build_face_table,
     choose_face,
     crop_faces,
+    passthrough,
 )
 from fer_data.images import decode_png, encode_png
 from fer_data.phash import phash_batch
@@ -112,19 +112,44 @@ def test_fallback_chain_and_no_face_reject(mtcnn):
     assert len(result.faces.column("landmarks")[0].as_py()) == 10
 
 
+def raw_rows(images, dataset="fer2013"):
+    return pa.Table.from_pylist([
+        {"image_id": str(i), "dataset": dataset, "source_path": f"r{i}.png", "frame_index": None,
+         "subject_id": None, "label": "happy", "original_label": "3", "official_split": "train",
+         "image": encode_png(im), "width": im.shape[1], "height": im.shape[0],
+         "attributes": None} for i, im in enumerate(images)])
+
+
 def test_already_cropped_datasets_keep_every_image_and_flag_doubtful_ones():
     face = np.asarray(Image.fromarray(drawn()).convert("L").resize((48, 48)))
     noise = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
-    crops = crop_faces([face, noise], [WholeImage()], CropOptions())
-    assert all(c is not None and c.detector == "none" for c in crops)
-    table = pa.Table.from_pylist([
-        {"image_id": str(i), "dataset": "fer2013", "source_path": f"r{i}", "frame_index": None,
-         "subject_id": None, "label": "happy", "original_label": "3", "official_split": "train",
-         "image": encode_png(im), "width": 48, "height": 48, "attributes": None}
-        for i, im in enumerate([face, noise])])
-    result = build_face_table(table.to_batches(), [], CropOptions(), quality=HaarDetector())
+    result = build_face_table(raw_rows([face, noise]).to_batches(), [], CropOptions(),
+                              quality=HaarDetector())
     assert result.faces.num_rows == 2 and result.rejects.num_rows == 0
     assert result.faces.column("face_found").to_pylist() == [True, False]
+    assert set(result.faces.column("detector").to_pylist()) == {"none"}
+
+
+def test_precropped_faces_pass_through_unchanged(mtcnn):
+    """A 48x48 gray source comes out pixel for pixel, in a detector dataset too (CK+48);
+    a larger or non-square one is only squared and resized."""
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+    wide = rng.integers(0, 256, (60, 80), dtype=np.uint8)
+    result = build_face_table(raw_rows([small, wide], "ckplus").to_batches(),
+                              [mtcnn, HaarDetector()], CropOptions())
+    faces = [decode_png(b) for b in result.faces.column("face").to_pylist()]
+    assert np.array_equal(faces[0], small)
+    assert result.faces.column("detector").to_pylist() == ["none", "none"]
+    assert result.faces.column("bbox").to_pylist()[1] == [10.0, 0.0, 70.0, 60.0]
+    assert faces[1].shape == (48, 48)
+    assert np.abs(faces[1].astype(int) - passthrough(wide[:, 10:70], 48).face).max() == 0
+    rgb = np.stack([small] * 3, axis=-1)
+    assert np.array_equal(passthrough(rgb, 48).face, small)
+    # the keys do not depend on the crop: the source digest of both is the source's
+    source = result.faces.column("source_phash").to_pylist()
+    assert source[0] == result.faces.column("phash")[0].as_py()  # crop == source here
+    assert source[1] == int(phash_batch([wide])[0]) != result.faces.column("phash")[1].as_py()
 
 
 def test_batched_mtcnn_matches_one_by_one(mtcnn):

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from itertools import combinations
+import hashlib
+import io
+import os
+from collections import Counter
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
+from PIL import Image
 
+from fer_data.audit import cross_split_twins, published_rows
 from fer_data.defs.curate import curated_dataset, face_index, splits
 from fer_data.defs.faces import FaceDetector, face_crops
 from fer_data.defs.ingest import raw_images
 from fer_data.defs.resources import StorageResource
+from fer_data.demo.repackage import RepackageSpec, repackage
 from fer_data.ingest import ingest_dataset
 
 FER_TRAIN = {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "neutral": 4965,
@@ -57,30 +66,86 @@ def test_ckplus48_subjects_and_classes(real_raw):
     assert len(set(result.records.column("subject_id").to_pylist())) > 100
 
 
-def test_real_fer2013_and_ckplus48_publish_without_leaks(real_raw, tmp_path):
-    storage = tmp_path / "storage"
-    resources = {"storage_resource": StorageResource(raw_dir=str(real_raw),
-                                                     storage_dir=str(storage),
-                                                     curated_dir=str(tmp_path / "curated")),
+@pytest.fixture
+def real_with_repackage(real_raw, shared, tmp_path):
+    """real_raw plus a Kaggle-style repackage of part of it (raw/face_expression) and the
+    manifest of every planted copy."""
+    manifest = repackage(shared / "fer2013_images", shared / "ckplus48", tmp_path / "made",
+                         RepackageSpec(fer_count=3000, ckplus_count=120, seed=1))
+    (real_raw / "face_expression").symlink_to(tmp_path / "made" / "face_expression")
+    origins = {"fer2013": "", "ckplus": "CK+48/"}
+    planted = pd.read_csv(manifest)
+    planted["origin_path"] = planted["origin_dataset"].map(origins) + planted["origin_path"]
+    return real_raw, planted
+
+
+def run_pipeline(raw, root):
+    resources = {"storage_resource": StorageResource(raw_dir=str(raw),
+                                                     storage_dir=str(root / "storage"),
+                                                     curated_dir=str(root / "curated")),
                  "face_detector": FaceDetector()}
     instance = DagsterInstance.ephemeral()
-    fast = {"ops": {"face_crops": {"config": {"quality_detector": "off"}}}}
-    for dataset in ("fer2013", "ckplus"):
+    for dataset in sorted(p.name for p in raw.iterdir()):
         assert materialize([raw_images, face_crops], partition_key=dataset, resources=resources,
-                           instance=instance, run_config=fast).success
+                           instance=instance).success
     result = materialize([face_index, splits, curated_dataset], resources=resources,
                          instance=instance)
     assert result.success
+    return result
+
+
+def test_real_fer2013_ckplus48_and_a_repackage_publish_without_leaks(real_with_repackage,
+                                                                    tmp_path):
+    raw, planted = real_with_repackage
+    result = run_pipeline(raw, tmp_path)
     assert all(c.passed for c in result.get_asset_check_evaluations())
     meta = {e.asset_key.to_user_string(): e.materialization.metadata
             for e in result.get_asset_materialization_events()}
-    assert meta["face_index"]["exact_duplicate_groups"].value == 1116
-    assert meta["face_index"]["exact_groups_with_label_conflicts"].value == 43
+
+    # exact duplicates = groups of files with the same decoded pixels, counted from the files
+    # themselves; every group of byte-identical files is one of them
+    files = [Path(d) / f for d, _, names in os.walk(raw, followlinks=True) for f in names
+             if f.endswith((".jpg", ".png"))]
+    by_bytes = Counter(hashlib.sha1(p.read_bytes()).hexdigest() for p in files)
+    by_pixels = Counter(hashlib.sha1(np.asarray(Image.open(p).convert("L")).tobytes())
+                        .hexdigest() for p in files)
+    exact = meta["face_index"]["exact_duplicate_groups"].value
+    assert exact == sum(1 for n in by_pixels.values() if n > 1)
+    assert exact >= sum(1 for n in by_bytes.values() if n > 1) > 1200
+
+    # every planted copy sits in its origin's cluster
+    index = pq.read_table(tmp_path / "storage" / "face_index" / "all.parquet",
+                          columns=["dataset", "source_path", "cluster_id"]).to_pandas()
+    cluster = dict(zip(zip(index["dataset"], index["source_path"], strict=True),
+                       index["cluster_id"], strict=True))
+    copies = planted["copy"].map(lambda c: cluster[("face_expression", c)])
+    origins = [cluster[(d, p)] for d, p in zip(planted["origin_dataset"],
+                                               planted["origin_path"], strict=True)]
+    assert (copies == origins).all(), planted[copies != origins].head()
+
+    # the published rows, traced to their original files and hashed by imagehash
     folder = tmp_path / "curated" / "fer7"
-    frames = {s: pd.read_parquet(folder / f"{s}.parquet", columns=["image_id", "subject_id",
-                                                                   "source_dataset"])
-              for s in ("train", "val", "test")}
-    for a, b in combinations(frames.values(), 2):
-        assert not set(a["image_id"]) & set(b["image_id"])
-        assert not set(a["subject_id"].dropna()) & set(b["subject_id"].dropna())
-    assert {"fer2013", "ckplus"} <= set(frames["train"]["source_dataset"])
+    rows = published_rows(folder, raw)
+    assert rows["source_path"].notna().all()
+    twins = cross_split_twins(list(rows["file"]), rows["split"].to_numpy())
+    assert twins[2] == 0 and twins[4] <= 50, twins
+
+    # already-cropped 48x48 gray sources are published pixel for pixel
+    images = pd.concat([pd.read_parquet(folder / f"{s}.parquet", columns=["image_id", "image"])
+                        for s in ("train", "val", "test")]).set_index("image_id")["image"]
+    for row in rows.iloc[::97].itertuples():
+        published = np.asarray(Image.open(io.BytesIO(images[row.image_id]["bytes"])))
+        assert np.array_equal(published, np.asarray(Image.open(row.file).convert("L"))), row
+    card = (folder / "dataset_card.md").read_text()
+    assert "- **face_expression**: " in card and "dropped as duplicates of fer2013" in card
+
+
+def test_fer2013_export_exact_duplicates_match_its_readme(real_raw, tmp_path):
+    """The image export's documented quirks: 1,176 byte-identical groups, 42 of them filed
+    under several classes."""
+    (real_raw / "ckplus").rename(tmp_path / "unused")
+    result = run_pipeline(real_raw, tmp_path)
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    assert meta["face_index"]["exact_duplicate_groups"].value == 1176
+    assert meta["face_index"]["exact_groups_with_label_conflicts"].value == 42

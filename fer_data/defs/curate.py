@@ -3,6 +3,7 @@ leakage, publish."""
 
 import json
 from collections import Counter
+from dataclasses import asdict
 from typing import Literal
 
 import pyarrow as pa
@@ -20,8 +21,21 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
-from fer_data.curate import INDEX_COLUMNS, counts_by_source, load_faces, publish_rows
-from fer_data.dedup import DedupOptions, build_index
+from fer_data.curate import (
+    INDEX_COLUMNS,
+    PUBLISH_COLUMNS,
+    counts_by_source,
+    load_faces,
+    publish_rows,
+)
+from fer_data.dedup import (
+    DEDUP_METADATA,
+    KEY_COLUMNS,
+    DedupOptions,
+    build_index,
+    dedup_options,
+    drops_by_source,
+)
 from fer_data.defs.metadata import counts_table
 from fer_data.defs.resources import StorageResource
 from fer_data.previews import markdown_image
@@ -37,6 +51,12 @@ class DedupConfig(Config):
     conflict_policy: Literal["drop_all", "keep_majority"] = Field(
         "keep_majority", description="A cluster whose members disagree on the label: keep the "
         "majority label's representative (ties drop all), or drop all.")
+    verify_radius: int = Field(10, description="Second tier: faces whose equalized-source "
+                               "pHashes are within this many bits are duplicates when their "
+                               "thumbnails also correlate at min_correlation (0 turns it off).")
+    min_correlation: float = Field(0.95, description="Second tier: thumbnail correlation (of "
+                                   "the equalized 32x32 sources, mirrors too) that confirms a "
+                                   "candidate.")
     min_std: float = Field(4.0, description="Faces with a pixel standard deviation below this "
                            "are near-uniform: rejected as low_information.")
 
@@ -46,7 +66,7 @@ class DedupConfig(Config):
     group_name="curate",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="1",
+    code_version="2",
     automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,
@@ -55,15 +75,14 @@ def face_index(context: AssetExecutionContext, config: DedupConfig,
     with the one kept per cluster and why the others were dropped."""
     layout = storage_resource.layout()
     faces, found = load_faces(layout, INDEX_COLUMNS)
-    options = DedupOptions(config.threshold, config.include_flips, config.conflict_policy,
-                           config.min_std)
+    options = DedupOptions(**config.model_dump())
     result = build_index(faces, options)
     path = storage.write_table(result.index, layout.table("face_index", ALL),
-                               {"fer_data.dedup": config.model_dump_json()})
+                               {DEDUP_METADATA: json.dumps(asdict(options))})
     dropped = result.index.filter(pc.invert(result.index.column("keep")))
     rejects = pa.table({
         "dataset": dropped.column("dataset"),
-        "source_path": dropped.column("image_id"),
+        "source_path": dropped.column("source_path"),
         "stage": pa.array(["dedup"] * dropped.num_rows, pa.string()),
         "reason": dropped.column("drop_reason"),
         "detail": dropped.column("drop_detail"),
@@ -79,6 +98,8 @@ def face_index(context: AssetExecutionContext, config: DedupConfig,
         "dropped_by_reason": counts_table(dict(Counter(rejects.column("reason").to_pylist())),
                                           "reason"),
         "near_duplicate_pairs": result.pairs,
+        "pairs_by_key": MetadataValue.json(result.pairs_by_key),
+        "dropped_as_duplicates_of": MetadataValue.json(drops_by_source(result.index)),
         "clusters_with_duplicates": sum(1 for s in sizes if s > 1),
         "exact_duplicate_groups": result.exact_groups,
         "exact_groups_with_label_conflicts": result.exact_conflict_groups,
@@ -103,7 +124,6 @@ class SplitConfig(Config):
     val: float = Field(0.15, description="Share for validation.")
     test: float = Field(0.15, description="Share for testing.")
     seed: int = Field(0, description="Seed of the subject and image assignment.")
-    threshold: int = Field(4, description="pHash radius the leak check uses (match face_index).")
 
 
 @asset(
@@ -111,7 +131,7 @@ class SplitConfig(Config):
     group_name="curate",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="1",
+    code_version="2",
     automation_condition=AutomationCondition.eager(),
     check_specs=[
         AssetCheckSpec("no_duplicates_across_splits", asset="splits", blocking=True,
@@ -122,14 +142,16 @@ class SplitConfig(Config):
 )
 def splits(context: AssetExecutionContext, config: SplitConfig,
            storage_resource: StorageResource) -> MaterializeResult:
-    """train/val/test for every kept face: official splits kept, subject-disjoint elsewhere."""
+    """train/val/test for every kept face: official splits kept, subject-disjoint elsewhere.
+    The leak check uses the de-duplication settings face_index recorded."""
     layout = storage_resource.layout()
     index = storage.read_table(layout.table("face_index", ALL))
     options = SplitOptions((config.train, config.val, config.test), config.seed)
     table = assign_splits(index, options)
     path = storage.write_table(table, layout.table("splits", ALL),
                                {"fer_data.splits": config.model_dump_json()})
-    leaks = check_leaks(table, index, config.threshold)
+    keys, _ = load_faces(layout, ["image_id", *KEY_COLUMNS])
+    leaks = check_leaks(table, keys, dedup_options(index))
     rules = Counter(zip(table.column("dataset").to_pylist(), table.column("split").to_pylist(),
                         strict=True))
     return MaterializeResult(
@@ -144,6 +166,7 @@ def splits(context: AssetExecutionContext, config: SplitConfig,
             AssetCheckResult(check_name="no_duplicates_across_splits",
                              passed=leaks.duplicate_pairs_across_splits == 0,
                              metadata={"pairs": leaks.duplicate_pairs_across_splits,
+                                       "by_key": MetadataValue.json(leaks.by_key),
                                        "examples": MetadataValue.json(leaks.examples)}),
             AssetCheckResult(check_name="no_subjects_across_splits",
                              passed=leaks.subjects_across_splits == 0,
@@ -164,7 +187,7 @@ class PublishConfig(Config):
     group_name="publish",
     kinds={"parquet"},
     owners=["team:fer-data"],
-    code_version="1",
+    code_version="2",
     automation_condition=AutomationCondition.eager(),
 )
 def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
@@ -172,18 +195,19 @@ def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
     """The published datasets (curated/fer7, ...): train/val/test Parquet, dataset card,
     class balance plot and sample grid."""
     layout = storage_resource.layout()
-    faces, _ = load_faces(layout, ["image_id", "dataset", "label", "subject_id", "face"])
+    faces, _ = load_faces(layout, PUBLISH_COLUMNS)
     split_table = storage.read_table(layout.table("splits", ALL))
     synthetic_path = layout.table("synthetic_faces", ALL)
     synthetic = storage.read_table(synthetic_path) if synthetic_path.exists() else None
     rows = publish_rows(faces, split_table, synthetic)
     index = storage.read_table(layout.table("face_index", ALL),
-                               columns=["keep", "drop_reason", "cluster_size"])
+                               columns=["image_id", "dataset", "drop_reason", "duplicate_of"])
     card = {
         "config": {key.decode(): json.loads(value) for table in (index, split_table)
                    for key, value in (table.schema.metadata or {}).items()
                    if key.startswith(b"fer_data.")},
         "by_source": counts_by_source(rows),
+        "duplicates_by_source": drops_by_source(index),
         "cleaning": {
             "faces indexed": index.num_rows,
             "kept after de-duplication": split_table.num_rows,

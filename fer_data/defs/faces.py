@@ -69,7 +69,12 @@ class FaceConfig(Config):
         description="Per dataset, detectors to try in order (fallback chain), or ['none'] for "
         "datasets that are already face crops.")
     quality_detector: Literal["haar", "off"] = Field(
-        "haar", description="For ['none'] datasets: detector that only sets face_found.")
+        "off", description="For already-cropped faces: a detector that only sets the "
+        "face_found flag (off by default: on real 48x48 crops it mostly flags good faces).")
+    precropped_max_side: int = Field(
+        96, description="Images no larger than this on either side are already face crops "
+        "(FER2013, CK+48, 48x48 folder sets): passed through unchanged, only resized to "
+        "face_size, whatever the dataset's policy.")
     min_detection_rate: float = Field(0.9, description="Blocking check floor for datasets "
                                       "that run a detector.")
     batch_rows: int = Field(256, description="Raw rows processed per batch (bounds memory).")
@@ -81,7 +86,7 @@ class FaceConfig(Config):
     group_name="faces",
     kinds={"pytorch", "opencv", "parquet"},
     owners=["team:fer-data"],
-    code_version="1",
+    code_version="2",
     automation_condition=AutomationCondition.eager(),
     check_specs=[AssetCheckSpec("detection_rate", asset="face_crops", blocking=True,
                                 description="share of images with a face, at or above the "
@@ -99,7 +104,8 @@ def face_crops(context: AssetExecutionContext, config: FaceConfig,
     quality = face_detector.get("haar") if config.quality_detector == "haar" else None
     result = build_face_table(
         storage.iter_batches(layout.table("raw_images", dataset), config.batch_rows),
-        detectors, CropOptions(config.face_size, config.margin), quality)
+        detectors, CropOptions(config.face_size, config.margin, config.precropped_max_side),
+        quality)
     path = storage.write_table(result.faces, layout.table("face_crops", dataset))
     storage.write_table(result.rejects, layout.rejects("face_crops", dataset))
 

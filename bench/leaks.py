@@ -1,0 +1,186 @@
+"""Leak-free splits on real data, judged from the original files.
+
+    .venv/bin/python bench/leaks.py [--shared ../shared/datasets] [--fer-count 0]
+                                    [--local-contrast 0.1]
+
+raw/ = the real FER2013 image export + CK+48 + a Kaggle-style repackage of both made by
+fer_data.demo.repackage (every planted copy listed in its manifest). The pipeline runs
+ingest -> faces -> face_index -> splits -> curated_dataset through Dagster, then:
+- planted copies found (in their origin's cluster), by processing;
+- training rows with a val/test twin within 2 and 4 pHash bits, by imagehash of the ORIGINAL files
+  (as stored or histogram-equalized; fer_data.audit), for the pipeline's index and, side by side,
+  for a baseline index that only has the stored-pixel pHash (as the crop hash was before);
+- pairs each key found and a false-positive estimate: the correlation of the full 48x48 equalized
+  images of every pair only the equalized hash or the verified tier found; the least similar of
+  them are drawn to bench/out/dedup_pairs.png for a look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import DagsterInstance, materialize
+
+from fer_data.audit import cross_split_twins, published_rows
+from fer_data.dedup import HASH_KINDS, DedupOptions, build_index, duplicate_pairs
+from fer_data.defs.curate import curated_dataset, face_index, splits
+from fer_data.defs.faces import FaceDetector, face_crops
+from fer_data.defs.ingest import raw_images
+from fer_data.defs.resources import StorageResource
+from fer_data.demo.repackage import RepackageSpec, repackage
+from fer_data.images import decode_png, encode_png
+from fer_data.previews import contact_sheet
+from fer_data.splits import SplitOptions, assign_splits
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_raw(shared: Path, work: Path, spec: RepackageSpec) -> tuple[Path, pd.DataFrame]:
+    raw = work / "raw"
+    raw.mkdir()
+    (raw / "fer2013").symlink_to(shared / "fer2013_images")
+    (raw / "ckplus").mkdir()
+    (raw / "ckplus" / "CK+48").symlink_to(shared / "ckplus48")
+    manifest = repackage(shared / "fer2013_images", shared / "ckplus48", work / "made", spec)
+    (raw / "face_expression").symlink_to(work / "made" / "face_expression")
+    planted = pd.read_csv(manifest)
+    prefix = planted["origin_dataset"].map({"fer2013": "", "ckplus": "CK+48/"})
+    planted["origin_path"] = prefix + planted["origin_path"]
+    return raw, planted
+
+
+def run(raw: Path, work: Path) -> dict[str, float]:
+    resources = {"storage_resource": StorageResource(raw_dir=str(raw),
+                                                     storage_dir=str(work / "storage"),
+                                                     curated_dir=str(work / "curated")),
+                 "face_detector": FaceDetector()}
+    instance = DagsterInstance.ephemeral()
+    seconds = {}
+    for dataset in ("fer2013", "ckplus", "face_expression"):
+        start = time.perf_counter()
+        assert materialize([raw_images, face_crops], partition_key=dataset,
+                           resources=resources, instance=instance).success
+        seconds[f"ingest + faces [{dataset}]"] = time.perf_counter() - start
+    for asset in (face_index, splits, curated_dataset):
+        start = time.perf_counter()
+        assert materialize([asset], resources=resources, instance=instance).success
+        seconds[asset.key.to_user_string()] = time.perf_counter() - start
+    return seconds
+
+
+def faces_table(storage: Path) -> pa.Table:
+    return pa.concat_tables([pq.read_table(storage / "face_crops" / f"{d}.parquet")
+                             for d in ("fer2013", "ckplus", "face_expression")])
+
+
+def planted_found(index: pd.DataFrame, planted: pd.DataFrame) -> pd.Series:
+    cluster = dict(zip(zip(index["dataset"], index["source_path"], strict=True),
+                       index["cluster_id"], strict=True))
+    found = [cluster[("face_expression", c)] == cluster[(d, p)] for c, d, p in zip(
+        planted["copy"], planted["origin_dataset"], planted["origin_path"], strict=True)]
+    kind = planted["processing"].str.split(",").str[0].str.split(" ").str[0]
+    return pd.Series(found).groupby(kind.to_numpy()).agg(["sum", "count"])
+
+
+def twins(files: list[Path], split: np.ndarray) -> tuple[int, int, int]:
+    """Within 2 bits, within 4 bits, within 4 bits with mirrored copies too."""
+    plain = cross_split_twins(files, split)
+    return plain[2], plain[4], cross_split_twins(files, split, (4,), mirrors=True)[4]
+
+
+def baseline_twins(faces: pa.Table, raw: Path) -> tuple[int, int, int]:
+    """Ground-truth twins of the rows a stored-pixel-pHash-only index would publish."""
+    only = faces
+    for suffix in ("", "_mirror"):
+        only = only.set_column(only.schema.get_field_index(f"source_phash_eq{suffix}"),
+                               f"source_phash_eq{suffix}", faces.column(f"source_phash{suffix}"))
+    index = build_index(only, DedupOptions(verify_radius=0)).index
+    table = assign_splits(index, SplitOptions())
+    rows = table.join(index.select(["image_id", "source_path"]), "image_id").to_pandas()
+    rows = rows[rows["label"] != "contempt"]
+    files = [raw / d / p for d, p in zip(rows["dataset"], rows["source_path"], strict=True)]
+    return twins(files, rows["split"].to_numpy())
+
+
+def false_positive_estimate(faces: pa.Table, out: Path) -> list[str]:
+    """Correlation of the full equalized faces for pairs that only the equalized hash or the
+    verified tier found (the stored hashes and the digest did not)."""
+    import cv2
+
+    found = duplicate_pairs(faces, DedupOptions())
+    plain = {tuple(p) for k in ("exact", "phash", "source_phash") for p in found[k].tolist()}
+    lines = [f"pairs by key: {({k: len(v) for k, v in found.items()})}"]
+    images = [cv2.equalizeHist(decode_png(b)) for b in faces.column("face").to_pylist()]
+    z = np.stack([(im - im.mean()) / (im.std() + 1e-6) for im in images]).reshape(len(images), -1)
+    worst = []
+    for key in ("source_phash_eq", "verified"):
+        extra = np.array([p for p in found[key].tolist() if tuple(p) not in plain], np.int64)
+        if not len(extra):
+            lines.append(f"{key}: no pair beyond the stored hashes")
+            continue
+        a, b = extra[:, 0], extra[:, 1]
+        mirrored = z[b].reshape(-1, 48, 48)[:, :, ::-1].reshape(len(b), -1)
+        ncc = np.maximum((z[a] * z[b]).mean(1), (z[a] * mirrored).mean(1))
+        lines.append(f"{key}: {len(extra):,} pairs only it found; full-face correlation "
+                     f"median {np.median(ncc):.3f}, below 0.8: {(ncc < 0.8).sum()}, below 0.5: "
+                     f"{(ncc < 0.5).sum()}")
+        worst += [(ncc[i], a[i], b[i]) for i in np.argsort(ncc)[:8]]
+    tiles = [images[i] for _, a, b in sorted(worst) for i in (a, b)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(encode_png(contact_sheet(tiles, columns=8, cell=64)))
+    lines.append(f"least similar accepted pairs (equalized, side by side): {out}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "datasets")
+    parser.add_argument("--fer-count", type=int, default=0, help="0 = all 35,887")
+    parser.add_argument("--ckplus-count", type=int, default=120)
+    parser.add_argument("--local-contrast", type=float, default=0.0,
+                        help="share of copies given CLAHE (the hard case)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fer-leaks-") as tmp:
+        work = Path(tmp)
+        spec = RepackageSpec(args.fer_count, args.ckplus_count,
+                             local_contrast=args.local_contrast)
+        raw, planted = build_raw(args.shared, work, spec)
+        print(f"repackage: {len(planted):,} planted copies "
+              f"({dict(Counter(planted['origin_dataset']))})")
+        for name, s in run(raw, work).items():
+            print(f"  {name}: {s:.1f} s")
+        index = pq.read_table(work / "storage" / "face_index" / "all.parquet").to_pandas()
+        meta = pq.read_schema(work / "storage" / "face_index" / "all.parquet")
+        print(f"face_index: {len(index):,} faces, kept {int(index['keep'].sum()):,}; "
+              f"dropped {dict(Counter(index['drop_reason'].dropna()))}; key columns "
+              f"{list(HASH_KINDS)} ({meta.metadata[b'fer_data.dedup'].decode()})")
+        print("planted copies found, by processing:")
+        print(planted_found(index, planted).to_string())
+        rows = published_rows(work / "curated" / "fer7", raw)
+        print(f"published fer7: {len(rows):,} real rows "
+              f"{rows['split'].value_counts().to_dict()}")
+        ours = twins(list(rows["file"]), rows["split"].to_numpy())
+        faces = faces_table(work / "storage")
+        base = baseline_twins(faces, raw)
+        print("training rows with a val/test twin (imagehash of the original files, stored or "
+              "equalized):")
+        print("| index | within 2 bits | within 4 bits | within 4, mirrors too |")
+        print("|---|---:|---:|---:|")
+        for name, t in (("stored-pixel pHash only (baseline)", base),
+                        ("face_index: digest, crop + stored + equalized pHash, verified tier",
+                         ours)):
+            print(f"| {name} | " + " | ".join(f"{v:,}" for v in t) + " |")
+        for line in false_positive_estimate(faces, REPO / "bench" / "out" / "dedup_pairs.png"):
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
