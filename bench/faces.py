@@ -1,13 +1,21 @@
-"""Face detection speed: MTCNN batched vs one image at a time, and the Haar cascade, on the same
-640x480 frames (the real photos and frames of the real video, resized).
+"""Face detection speed and agreement on real images, each change against what it replaced:
 
-    python bench/faces.py [--shared ../shared/datasets] [--batch 16]
+1. MTCNN coarse to fine (first pass for faces of at least a fifth of the shorter side, the whole
+   pyramid only where it finds no confident face) against the whole pyramid every time, on the
+   real photos and video frames of ../shared/datasets brought to CK+ (640x490) and KDEF
+   (562x762) sizes (centre crop to the aspect, then resize): seconds per image and the IoU of
+   the face each one picks.
+2. The Haar quality flag on already-cropped faces: the old one (eye cascade, faces from 20 px on
+   2x-upscaled padded copies) against the cheap one (no eyes, faces of at least a third of the
+   image), on real FER2013 faces, which are faces by construction: time, flag rate, agreement.
+3. MTCNN batched against one image at a time (equal-size images).
+
+    .venv/bin/python bench/faces.py [--shared ../shared/datasets] [--fer 3000]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -15,50 +23,111 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fer_data.faces import HaarDetector, MtcnnDetector, _pad, choose_face
+from fer_data.frames import FrameOptions, decode_frames
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from fer_data.faces import HaarDetector, MtcnnDetector  # noqa: E402
-from fer_data.frames import FrameOptions, decode_frames  # noqa: E402
+SIZES = {"CK+ 640x490": (640, 490), "KDEF 562x762": (562, 762)}
 
 
-def frames_640x480(shared: Path) -> list[np.ndarray]:
+def real_stills(shared: Path) -> list[Image.Image]:
     photos = [Image.open(p).convert("RGB") for p in sorted((shared / "photos").glob("*.jpg"))]
-    video = decode_frames(shared / "video" / "faces.mp4", FrameOptions(fps=6, max_height=1080))
-    stills = [Image.fromarray(f).convert("RGB") for f in video]
-    return [np.asarray(im.resize((640, 480), Image.Resampling.BILINEAR)) for im in photos + stills]
+    video = decode_frames(shared / "video" / "faces.mp4", FrameOptions(fps=25, max_height=1080))
+    return photos + [Image.fromarray(f).convert("RGB") for f in video]
 
 
-def timed(fn, repeat: int = 2) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def fit(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Centre crop to the target aspect, then resize: faces keep their shape."""
+    w, h = image.size
+    tw, th = size
+    scale = min(w / tw, h / th)
+    cw, ch = tw * scale, th * scale
+    box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR, box=box))
+
+
+def iou(a, b) -> float:
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def agreement(a: list, b: list, confident: float) -> tuple[int, int]:
+    """Images where both pick the same face (IoU >= 0.9) or both find none."""
+    same = 0
+    for fa, fb in zip(a, b, strict=True):
+        ca, cb = choose_face(fa, confident), choose_face(fb, confident)
+        same += (ca is None and cb is None) or (ca is not None and cb is not None
+                                                and iou(ca.box, cb.box) >= 0.9)
+    return same, len(a)
+
+
+def mtcnn_table(stills: list[Image.Image]) -> None:
+    full = MtcnnDetector(first_pass_fraction=0.0)
+    fast = MtcnnDetector()
+    full.detect([fit(stills[0], (160, 160))])  # load the weights before timing
+    fast.detect([fit(stills[0], (160, 160))])
+    print(f"MTCNN on {len(stills)} real photos and video frames, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    print("| size | whole pyramid s/image | coarse to fine s/image | speed-up | same face "
+          "(IoU >= 0.9) |")
+    print("|---|---:|---:|---:|---:|")
+    for name, size in SIZES.items():
+        images = [fit(im, size) for im in stills]
+        base, t_full = timed(lambda images=images: full.detect(images))
+        new, t_fast = timed(lambda images=images: fast.detect(images))
+        same, n = agreement(base, new, full.confident_score)
+        print(f"| {name} | {t_full / n:.3f} | {t_fast / n:.3f} | {t_full / t_fast:.1f}x | "
+              f"{same}/{n} ({same / n:.1%}) |")
+    # one portrait-like framing of each photo: the face fills the frame as in CK+ and KDEF
+    portraits = [fit(im, (490, 490)) for im in stills[:5]]
+    base, t_full = timed(lambda: full.detect(portraits))
+    new, t_fast = timed(lambda: fast.detect(portraits))
+    same, n = agreement(base, new, full.confident_score)
+    print(f"| the {n} photos, 490x490 | {t_full / n:.3f} | {t_fast / n:.3f} | "
+          f"{t_full / t_fast:.1f}x | {same}/{n} |")
+    images = [fit(im, (640, 480)) for im in stills[::4]]
+    _, t_single = timed(lambda: [full.detect([im]) for im in images])
+    _, t_batch = timed(lambda: full.detect(images))
+    print(f"MTCNN whole pyramid on {len(images)} frames of 640x480: batched (16) {t_batch:.2f} s, "
+          f"one by one {t_single:.2f} s ({t_single / t_batch:.2f}x)")
+
+
+def quality_table(shared: Path, count: int) -> None:
+    files = sorted((shared / "fer2013_images").rglob("*.jpg"))
+    pick = np.random.default_rng(0).choice(len(files), min(count, len(files)), replace=False)
+    faces = [_pad(np.asarray(Image.open(files[i]).convert("L"))) for i in sorted(pick)]
+    old = HaarDetector()
+    cheap = HaarDetector(min_size_fraction=1 / 3, find_eyes=False)
+    old.detect(faces[:1])
+    cheap.detect(faces[:1])
+    flags_old, t_old = timed(lambda: np.array([bool(f) for f in old.detect(faces)]))
+    flags_new, t_new = timed(lambda: np.array([bool(f) for f in cheap.detect(faces)]))
+    print(f"Haar quality flag on {len(faces):,} real FER2013 faces (faces by construction):")
+    print("| flag | ms/face | flagged as face | disagrees with 'is a face' |")
+    print("|---|---:|---:|---:|")
+    for name, flags, t in (("old: eye cascade, 20 px", flags_old, t_old),
+                           ("cheap: no eyes, >= 1/3 of the image", flags_new, t_new)):
+        print(f"| {name} | {1000 * t / len(faces):.2f} | {flags.mean():.1%} | "
+              f"{1 - flags.mean():.1%} |")
+    print(f"cheap vs old: same flag on {(flags_old == flags_new).mean():.2%}, "
+          f"{t_old / t_new:.1f}x faster; default now: off")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "datasets")
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--fer", type=int, default=3000, help="FER2013 faces for the flag")
     args = parser.parse_args()
-    images = frames_640x480(args.shared)
-    batched = MtcnnDetector(batch_size=args.batch)
-    haar = HaarDetector()
-    batched.detect(images[:2])  # load weights before timing
-    n = len(images)
-    t_single = timed(lambda: [batched.detect([im]) for im in images])
-    t_batch = timed(lambda: batched.detect(images))
-    t_haar = timed(lambda: haar.detect(images))
-    found_b = sum(bool(f) for f in batched.detect(images))
-    found_h = sum(bool(f) for f in haar.detect(images))
-    print(f"{n} frames of 640x480, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'':28}{'seconds':>9}{'images/s':>10}{'with face':>11}")
-    print(f"{'MTCNN one by one':28}{t_single:>9.2f}{n / t_single:>10.1f}{found_b:>11}")
-    print(f"{f'MTCNN batched ({args.batch})':28}{t_batch:>9.2f}{n / t_batch:>10.1f}{found_b:>11}")
-    print(f"{'Haar cascade':28}{t_haar:>9.2f}{n / t_haar:>10.1f}{found_h:>11}")
-    print(f"batched / one-by-one: {t_single / t_batch:.2f}x")
+    mtcnn_table(real_stills(args.shared))
+    quality_table(args.shared, args.fer)
 
 
 if __name__ == "__main__":

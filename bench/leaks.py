@@ -152,7 +152,7 @@ def main() -> None:
         work = Path(tmp)
         spec = RepackageSpec(args.fer_count, args.ckplus_count,
                              local_contrast=args.local_contrast)
-        raw, planted = build_raw(args.shared, work, spec)
+        raw, planted = build_raw(args.shared.resolve(), work, spec)
         print(f"repackage: {len(planted):,} planted copies "
               f"({dict(Counter(planted['origin_dataset']))})")
         for name, s in run(raw, work).items():

@@ -11,10 +11,11 @@ The keys (`source_keys`, `crop_keys`) are computed per face by the faces stage:
   equalization, which any global monotone contrast change leaves almost untouched;
 - `source_thumb`: a 32x32 thumbnail of the equalized source, to verify the wider second tier.
 
-Two faces are duplicates when their source digests are equal, when any of the pHashes is within
-`threshold` bits (mirrors included), or when their equalized pHashes are within `verify_radius`
-bits and their thumbnails correlate at `min_correlation` or more (tier 2: copies whose hash moved
-a little further, verified by the pixels so that look-alike faces stay apart).
+Two faces are duplicates when their source digests are equal, when the crop or stored-source
+pHashes are within `threshold` bits or the equalized ones within `eq_threshold` (mirrors
+included), or when their equalized pHashes are within `verify_radius` bits and their thumbnails
+correlate at `min_correlation` or more (tier 2: copies whose hash moved further, verified by the
+pixels so that look-alike faces of different people stay apart).
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ def source_keys(sources: Sequence[np.ndarray]) -> dict[str, list | np.ndarray]:
 
 @dataclass(frozen=True)
 class DedupOptions:
-    threshold: int = 4  # pHash Hamming radius for a near duplicate (any hash kind)
+    threshold: int = 4  # pHash radius for a near duplicate: crop and stored-source hashes
+    # the same for the equalized-source hash; beyond it only verified (tier 2). Tuned on real
+    # FER2013 + CK+48 + a repackage (bench/leaks.py): at 4, pairs of different people joined
+    eq_threshold: int = 2
     include_flips: bool = True
     verify_radius: int = 10  # tier 2: equalized-source pHash radius of verified candidates
     min_correlation: float = 0.95  # tier 2: thumbnail correlation that confirms a candidate
@@ -128,11 +132,11 @@ def duplicate_pairs(keys: pa.Table, options: DedupOptions) -> dict[str, np.ndarr
     found["exact"] = group_pairs(np.unique(digests, return_inverse=True)[1]) if n else \
         np.zeros((0, 2), np.int64)
     for kind in HASH_KINDS:
+        radius = options.eq_threshold if kind == "source_phash_eq" else options.threshold
         hashes = _hashes(keys, kind)
-        sets = [near_pairs(hashes, hashes, options.threshold, same_set=True)]
+        sets = [near_pairs(hashes, hashes, radius, same_set=True)]
         if options.include_flips:
-            sets.append(mirrored_pairs(hashes, _hashes(keys, f"{kind}_mirror"),
-                                       options.threshold))
+            sets.append(mirrored_pairs(hashes, _hashes(keys, f"{kind}_mirror"), radius))
         found[kind] = _unique(sets)
     if options.verify_radius > options.threshold:
         hashes = _hashes(keys, "source_phash_eq")

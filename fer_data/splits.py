@@ -106,7 +106,7 @@ def assign_splits(index: pa.Table, options: SplitOptions) -> pa.Table:
         "image_id": ids,
         "dataset": kept.column("dataset"),
         "label": labels,
-        "subject_id": subjects,
+        "subject_id": pa.array(subjects, pa.string()),  # all-null still has a type to join on
         "split": split,
         "split_rule": rule,
     })

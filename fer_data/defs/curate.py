@@ -45,8 +45,10 @@ from fer_data.storage import ALL
 
 
 class DedupConfig(Config):
-    threshold: int = Field(4, description="pHash Hamming distance at or below which two faces "
-                           "are near duplicates (0-15).")
+    threshold: int = Field(4, description="pHash Hamming distance (crop, stored source) at or "
+                           "below which two faces are near duplicates (0-15).")
+    eq_threshold: int = Field(2, description="The same for the histogram-equalized source's "
+                              "pHash; further matches need the second tier's check.")
     include_flips: bool = Field(True, description="Also match horizontally mirrored copies.")
     conflict_policy: Literal["drop_all", "keep_majority"] = Field(
         "keep_majority", description="A cluster whose members disagree on the label: keep the "

@@ -19,7 +19,7 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
-from fer_data.defs.metadata import counts_table, listing
+from fer_data.defs.metadata import counts_table, listing, speed, stopwatch
 from fer_data.defs.partitions import dataset_partitions
 from fer_data.defs.resources import StorageResource
 from fer_data.frames import FrameOptions
@@ -73,7 +73,8 @@ def raw_images(context: AssetExecutionContext, config: IngestConfig,
     dataset = context.partition_key
     layout = storage_resource.layout()
     fingerprint = folder_fingerprint(layout.raw_dir / dataset)
-    result = ingest_dataset(layout.raw_dir, dataset, config.read_options())
+    with stopwatch() as timing:
+        result = ingest_dataset(layout.raw_dir, dataset, config.read_options())
     bad = {r: n for r, n in result.rejects_by_reason().items() if r in BAD_INPUT_REASONS}
     if config.on_bad_file == "error" and bad:
         raise Failure(f"{dataset}: bad inputs {bad} (on_bad_file=error)",
@@ -94,6 +95,7 @@ def raw_images(context: AssetExecutionContext, config: IngestConfig,
             "records": result.records.num_rows,
             "rejects": result.rejects.num_rows,
             "rejects_by_reason": counts_table(result.rejects_by_reason(), "reason"),
+            **speed(timing["seconds"], result.inputs),
             "labels": counts_table(result.labels(), "label"),
             "official_splits": counts_table(dict(splits), "split"),
             "subjects": subjects,
