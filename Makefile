@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check fer_data tests bench
 
 bench: $(STAMP)
-	for b in ingest frames faces dedup stargan rerun; do $(PY) bench/$$b.py || exit 1; done
+	for b in ingest frames faces dedup leaks stargan rerun; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(DAGSTER_HOME)/storage $(DAGSTER_HOME)/history $(DAGSTER_HOME)/schedules

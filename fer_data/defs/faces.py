@@ -46,9 +46,10 @@ class FaceDetector(ConfigurableResource):
     mtcnn_batch_size: int = Field(16, description="Equal-size images per MTCNN call.")
     mtcnn_min_face_size: int = Field(20, description="Smallest face MTCNN looks for (pixels).")
     mtcnn_first_pass_fraction: float = Field(
-        0.2, description="MTCNN first looks only for faces of at least this share of the "
-        "image's shorter side, and runs the whole pyramid only where that finds no confident "
-        "face (0: always the whole pyramid).")
+        0.0, description="If above 0, MTCNN first looks only for faces of at least this share "
+        "of the image's shorter side, and runs the whole pyramid only where that finds no "
+        "confident face (experimental: 2x faster on large faces, but boxes differ on some "
+        "real images; see bench/faces.py).")
     haar_min_neighbors: int = Field(4, description="Haar cascade minNeighbors.")
     _detectors: dict = PrivateAttr(default_factory=dict)
 
