@@ -9,7 +9,7 @@ export FER_RAW_DIR ?= $(CURDIR)/raw
 export FER_CURATED_DIR ?= $(CURDIR)/curated
 UI_PORT ?= 3000
 
-.PHONY: run test ui lint bench samples clean install
+.PHONY: run test ui lint bench samples figures clean install
 
 install: $(STAMP)
 
@@ -36,6 +36,9 @@ ui: $(STAMP)
 
 samples: $(STAMP)
 	$(PY) -m fer_data.samples -n $(or $(N),32)
+
+figures: $(STAMP)
+	$(PY) -m fer_data.figures assets
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check fer_data tests bench

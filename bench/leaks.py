@@ -31,10 +31,12 @@ from dagster import DagsterInstance, materialize
 
 from fer_data.audit import cross_split_twins, published_rows
 from fer_data.dedup import HASH_KINDS, DedupOptions, build_index, duplicate_pairs
-from fer_data.defs.curate import curated_dataset, face_index, splits
-from fer_data.defs.faces import FaceDetector, face_crops
+from fer_data.defs.dedup import face_index
+from fer_data.defs.faces import face_crops
 from fer_data.defs.ingest import raw_images
-from fer_data.defs.resources import StorageResource
+from fer_data.defs.publish import curated_dataset
+from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
+from fer_data.defs.splits import splits
 from fer_data.demo.repackage import RepackageSpec, repackage
 from fer_data.images import decode_png, encode_png
 from fer_data.previews import contact_sheet
@@ -61,7 +63,7 @@ def run(raw: Path, work: Path) -> dict[str, float]:
     resources = {"storage_resource": StorageResource(raw_dir=str(raw),
                                                      storage_dir=str(work / "storage"),
                                                      curated_dir=str(work / "curated")),
-                 "face_detector": FaceDetector()}
+                 "face_detector": FaceDetector(), "settings": PipelineSettings()}
     instance = DagsterInstance.ephemeral()
     seconds = {}
     for dataset in ("fer2013", "ckplus", "face_expression"):

@@ -5,9 +5,9 @@ keeping only outputs that pass a quality gate."""
 from __future__ import annotations
 
 import hashlib
-import io
-from collections import defaultdict
-from dataclasses import dataclass
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
 from itertools import zip_longest
 from pathlib import Path
 
@@ -17,15 +17,29 @@ import pyarrow.compute as pc
 import torch
 
 from fer_data import storage
-from fer_data.curate import load_faces
+from fer_data.classifier import FaceTensors
+from fer_data.faces import load_face_crops
+from fer_data.figures import figure_png, pyplot
 from fer_data.hash_search import near_pairs
 from fer_data.images import decode_png, encode_png
+from fer_data.labels import class_names, map_label
 from fer_data.phash import hamming, phash_batch
 from fer_data.previews import contact_sheet
-from fer_data.publish import CLASS_SETS, PublishOptions, map_label
-from fer_data.schema import REJECT
+from fer_data.quality import (
+    Judge,
+    checkpoint_scorer,
+    fixed_sources,
+    from_gan,
+    hit_rate_plot_png,
+    quality_report,
+    resize,
+    to_gan,
+    to_uint8,
+)
+from fer_data.schema import SYNTHETIC, reject_table
 from fer_data.storage import StorageLayout
-from stargan.generate import Trained, domain_probabilities, translate
+from stargan.generate import Trained, load_trained, realism_scores, translate
+from stargan.train import BEST, PROFILES, TrainConfig, file_sha256, train
 
 TRAINING_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id", "face", "phash"]
 
@@ -34,18 +48,21 @@ TRAINING_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id",
 class TrainingFaces:
     """The real training-split faces of a class set, as StarGAN input."""
 
-    images: torch.Tensor  # (N, 1, S, S) in [-1, 1]
+    images: torch.Tensor  # (N, 1, S, S) in [-1, 1], S = the generator's image size
     labels: torch.Tensor  # (N,) class index
     rows: pa.Table  # TRAINING_COLUMNS, label as the class set's name
     classes: tuple[str, ...]
+    face_size: int  # the side of the published faces (synthetic faces are resized to it)
 
 
-def training_faces(faces: pa.Table, splits: pa.Table, class_set: str = "fer7") -> TrainingFaces:
-    """Join the training split with the face crops; map labels into the class set."""
-    classes = CLASS_SETS[class_set]
+def training_faces(faces: pa.Table, splits: pa.Table, class_set: str = "fer7",
+                   image_size: int | None = None) -> TrainingFaces:
+    """Join the training split with the face crops; map labels into the class set; resize to
+    the generator's `image_size` if it differs from the face size."""
+    classes = class_names(class_set)
     train = splits.filter(pc.equal(splits["split"], "train")).select(["image_id"])
     rows = train.join(faces.select(TRAINING_COLUMNS), "image_id").sort_by("image_id")
-    mapped = [map_label(label, PublishOptions(class_set)) for label in rows["label"].to_pylist()]
+    mapped = [map_label(label, class_set) for label in rows["label"].to_pylist()]
     keep = [m is not None for m in mapped]
     rows = rows.filter(pa.array(keep))
     rows = rows.set_column(rows.schema.get_field_index("label"), "label",
@@ -54,17 +71,79 @@ def training_faces(faces: pa.Table, splits: pa.Table, class_set: str = "fer7") -
         np.zeros((0, 48, 48), np.uint8)
     images = torch.from_numpy(pixels).float().div(127.5).sub(1.0).unsqueeze(1)
     labels = torch.tensor([classes.index(x) for x in rows["label"].to_pylist()])
-    return TrainingFaces(images, labels, rows, classes)
+    face_size = int(images.shape[-1])
+    return TrainingFaces(resize(images, image_size or face_size), labels, rows, classes,
+                         face_size)
 
 
-def load_training_faces(layout: StorageLayout, class_set: str = "fer7") -> TrainingFaces:
+def load_training_faces(layout: StorageLayout, class_set: str = "fer7",
+                        image_size: int | None = None) -> TrainingFaces:
     """`training_faces` from the stored face crops and splits tables."""
-    faces, _ = load_faces(layout, TRAINING_COLUMNS)
-    return training_faces(faces, storage.read_table(layout.table("splits", storage.ALL)), class_set)
+    faces, _ = load_face_crops(layout, TRAINING_COLUMNS)
+    return training_faces(faces, storage.read_table(layout.table("splits", storage.ALL)),
+                          class_set, image_size)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    return ((images.squeeze(1).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+# ---------------------------------------------------------------------------------------------
+# the generator: which profile, where its checkpoint lives, which one synthetic_faces uses
+
+MODEL_RECORD = "model.json"
+
+
+def stargan_config(profile: str, classes: tuple[str, ...], seed: int = 0, num_iters: int = 0,
+                   device: str = "profile") -> TrainConfig:
+    """A profile's training config for these domains; the profile's image size is kept (the
+    faces are resized to it at the boundary)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown StarGAN profile {profile!r}; choose from {sorted(PROFILES)}")
+    base = PROFILES[profile]
+    return replace(base, c_dim=len(classes), domains=list(classes), seed=seed,
+                   num_iters=num_iters or base.num_iters,
+                   device=base.device if device == "profile" else device)
+
+
+SMOKE_BELOW = 5000  # `auto`: fewer real training faces than this is a demo: smoke profile
+SCORE_SOURCES = 30  # held-back faces per class that rate every checkpoint
+REPORT_SOURCES = 100  # held-back faces per class that the quality report is measured on
+REPORT = "synthetic_report.json"
+
+
+def resolve_profile(profile: str, training_faces: int, cuda: bool) -> str:
+    """`auto`: smoke for a demo-sized training set, full on a CUDA machine, else cpu."""
+    if profile != "auto":
+        return profile
+    if training_faces < SMOKE_BELOW:
+        return "smoke"
+    return "full" if cuda else "cpu"
+
+
+def model_dir(layout: StorageLayout) -> Path:
+    if not storage.is_local(layout.storage_dir):
+        raise ValueError("StarGAN checkpoints need a local storage root (torch.save)")
+    return Path(layout.storage_dir) / "stargan_model"
+
+
+def write_model_record(layout: StorageLayout, record: dict) -> Path:
+    """Say which checkpoint is the current generator (profile, class set, path, sha256):
+    synthetic_faces uses that one, so the two assets cannot disagree on the profile."""
+    return storage.atomic_write_bytes(model_dir(layout) / MODEL_RECORD,
+                                      json.dumps(record, indent=2).encode())
+
+
+def read_model_record(layout: StorageLayout) -> dict:
+    path = model_dir(layout) / MODEL_RECORD
+    if not path.exists():
+        raise FileNotFoundError(f"no trained generator recorded at {path}: materialize "
+                                "stargan_model first")
+    return json.loads(path.read_text())
+
+
+def top_up_plan(rows: pa.Table, target: str, wanted: str) -> tuple[int, int, int]:
+    """(real target-class faces, the goal, how many synthetic faces are needed)."""
+    counts = Counter(rows["label"].to_pylist())
+    have = counts.get(target, 0)
+    goal = target_count(dict(counts), target, wanted)
+    return have, goal, max(goal - have, 0)
 
 
 def target_count(counts: dict[str, int], target: str, wanted: str) -> int:
@@ -101,11 +180,15 @@ def round_robin_sources(rows: pa.Table, target: str, seed: int) -> list[int]:
 
 @dataclass(frozen=True)
 class GateOptions:
-    min_target_prob: float = 0.5  # the discriminator's domain head must agree
+    min_target_prob: float = 0.5  # the independent judge's probability for the target class
+    # the discriminator's realism score must reach this quantile of its scores for real
+    # training faces (0.01: as face-like as the least face-like 1% of real faces)
+    min_realism_quantile: float = 0.01
     min_source_distance: int = 6  # pHash bits from the face it was made from
     min_real_distance: int = 6  # pHash bits from any real training face (memorization)
-    max_attempts_factor: int = 4  # give up after this many sources per wanted face
+    max_attempts_factor: int = 5  # give up after this many sources per wanted face
     batch_size: int = 64
+    realism_sample: int = 2000  # real training faces that calibrate the realism floor
 
 
 @dataclass
@@ -117,11 +200,25 @@ class SynthesisResult:
     pairs: list[tuple[np.ndarray, np.ndarray]]  # (source, synthetic) pixels, for contact sheets
 
 
+def realism_floor(trained: Trained, data: TrainingFaces, gate: GateOptions, seed: int) -> float:
+    """The discriminator's realism score at `min_realism_quantile` of real training faces."""
+    rng = np.random.default_rng(seed)
+    sample = rng.permutation(len(data.labels))[:gate.realism_sample]
+    scores = realism_scores(trained.D, data.images[torch.as_tensor(sample)]).numpy()
+    return float(np.quantile(scores, gate.min_realism_quantile)) if len(scores) else -np.inf
+
+
 def synthesize(trained: Trained, data: TrainingFaces, target: str, needed: int,
-               generator_id: str, seed: int, gate: GateOptions) -> SynthesisResult:
-    """Translate sources round-robin into `target` until `needed` faces pass the gate."""
+               generator_id: str, seed: int, gate: GateOptions, judge: Judge) -> SynthesisResult:
+    """Translate sources round-robin into `target` until `needed` faces pass the gate: the judge
+    gives the target at least min_target_prob, the discriminator finds the face as real as real
+    faces (realism floor), and it is neither a copy of its source nor of any real face."""
+    if tuple(judge.classes) != tuple(data.classes):
+        raise ValueError(f"the judge predicts {judge.classes}, the generator {data.classes}: "
+                         "materialize expression_judge with the same class_set")
     c_target = data.classes.index(target)
     order = round_robin_sources(data.rows, target, seed)[: needed * gate.max_attempts_factor]
+    floor = realism_floor(trained, data, gate, seed)
     real_hashes = np.asarray(data.rows["phash"].to_numpy(), dtype=np.int64)
     ids = data.rows["image_id"].to_pylist()
     accepted: list[dict] = []
@@ -135,38 +232,41 @@ def synthesize(trained: Trained, data: TrainingFaces, target: str, needed: int,
         attempts += len(batch)
         fake = translate(trained.G, data.images[batch], torch.full((len(batch),), c_target),
                          trained.config.c_dim)
-        probs = domain_probabilities(trained.D, fake)[:, c_target].numpy()
-        pixels = to_uint8(fake)
+        pixels = to_uint8(fake, data.face_size)
+        probs = judge.probabilities(torch.from_numpy(pixels).unsqueeze(1))[:, c_target].numpy()
+        realism = realism_scores(trained.D, fake).numpy()
         hashes = phash_batch(list(pixels))
         from_source = hamming(hashes, real_hashes[batch])
         memorized = _near_any(hashes, real_hashes, gate.min_real_distance - 1)
         for k, i in enumerate(batch):
-            reason = _gate(probs[k], from_source[k], memorized[k], gate)
+            reason = _gate(probs[k], realism[k] >= floor, from_source[k], memorized[k], gate)
             if reason or len(accepted) >= needed:
                 rejects.append({"dataset": "stargan", "source_path": ids[i], "stage": "augment",
                                 "reason": reason or "not_needed",
-                                "detail": f"p({target})={probs[k]:.2f}, "
+                                "detail": f"judge p({target})={probs[k]:.2f}, realism "
+                                          f"{realism[k]:.2f} (floor {floor:.2f}), "
                                           f"{int(from_source[k])} bits from source"})
                 continue
             accepted.append(_row(data, i, pixels[k], hashes[k], probs[k], target, generator_id,
                                  seed))
             pairs.append((decode_png(data.rows["face"][i].as_py()), pixels[k]))
     return SynthesisResult(pa.Table.from_pylist(accepted, schema=SYNTHETIC),
-                           pa.Table.from_pylist(rejects, schema=REJECT), needed, attempts, pairs)
+                           reject_table(rejects), needed, attempts, pairs)
 
 
-SYNTHETIC = pa.schema([
-    ("image_id", pa.string()), ("split", pa.string()), ("dataset", pa.string()),
-    ("source_path", pa.string()), ("label", pa.string()), ("subject_id", pa.string()),
-    ("face", pa.binary()),
-    ("is_synthetic", pa.bool_()), ("source_image_id", pa.string()), ("generator", pa.string()),
-    ("phash", pa.int64()), ("target_probability", pa.float32()),
-])
+def sources_by_class(data: TrainingFaces, synthetic: pa.Table) -> dict[str, int]:
+    """How many synthetic faces were made from a source face of each class."""
+    label = dict(zip(data.rows["image_id"].to_pylist(), data.rows["label"].to_pylist(),
+                     strict=True))
+    return dict(Counter(label[s] for s in synthetic["source_image_id"].to_pylist()))
 
 
-def _gate(prob: float, from_source: int, memorized: bool, gate: GateOptions) -> str | None:
+def _gate(prob: float, face_like: bool, from_source: int, memorized: bool,
+          gate: GateOptions) -> str | None:
     if prob < gate.min_target_prob:
         return "low_target_probability"
+    if not face_like:
+        return "not_face_like"
     if from_source < gate.min_source_distance:
         return "copy_of_source"
     if memorized:
@@ -206,47 +306,36 @@ def _row(data: TrainingFaces, i: int, pixels: np.ndarray, phash: int, prob: floa
     }
 
 
-def translation_grid(trained: Trained, data: TrainingFaces, per_class: int = 1) -> np.ndarray:
-    """Rows = a real face of each class; first column the source, then one column per target
-    class."""
-    picks = []
-    labels = data.labels.numpy()
-    for k in range(len(data.classes)):
-        picks += list(np.nonzero(labels == k)[0][:per_class])
+def translation_grid(G, faces: FaceTensors, image_size: int) -> np.ndarray:
+    """Rows = the first face of each class in `faces` (real faces); first column the source,
+    then its translation into each class."""
+    labels = faces.labels.numpy()
+    picks = [int(np.flatnonzero(labels == k)[0]) for k in range(len(faces.classes))
+             if (labels == k).any()]
     if not picks:
         return contact_sheet([])
-    sources = data.images[picks]
     tiles = []
-    for i in range(len(picks)):
-        row = [to_uint8(sources[i:i + 1])[0]]
-        for k in range(len(data.classes)):
-            fake = translate(trained.G, sources[i:i + 1], torch.tensor([k]),
-                             trained.config.c_dim)
-            row.append(to_uint8(fake)[0])
-        tiles += row
-    return contact_sheet(tiles, columns=len(data.classes) + 1, cell=48)
+    for i in picks:
+        source = faces.images[i:i + 1]
+        tiles.append(source[0, 0].numpy())
+        for k in range(len(faces.classes)):
+            fake = translate(G, to_gan(source, image_size), torch.tensor([k]), len(faces.classes))
+            tiles.append(from_gan(fake, faces.size)[0, 0].numpy())
+    return contact_sheet(tiles, columns=len(faces.classes) + 1, cell=faces.size)
 
 
 def loss_plot_png(history: list[dict]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
-    steps = [h["step"] for h in history]
-    for key in sorted({k for h in history for k in h if k != "step"}):
+    fig, axes = pyplot().subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    losses = [h for h in history if any(k.startswith(("D/", "G/")) for k in h)]
+    steps = [h["step"] for h in losses]
+    for key in sorted({k for h in losses for k in h if k.startswith(("D/", "G/"))}):
         ax = axes[0] if key.startswith("D/") else axes[1]
-        ax.plot(steps, [h.get(key, np.nan) for h in history], label=key)
+        ax.plot(steps, [h.get(key, np.nan) for h in losses], label=key)
     for ax, title in zip(axes, ("discriminator", "generator"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("iteration")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def sample_pairs_png(pairs: list[tuple[np.ndarray, np.ndarray]], n: int, seed: int) -> bytes:
@@ -257,8 +346,106 @@ def sample_pairs_png(pairs: list[tuple[np.ndarray, np.ndarray]], n: int, seed: i
     return encode_png(contact_sheet(tiles, columns=8, cell=64))
 
 
-def write_png(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+@dataclass
+class GeneratorRun:
+    checkpoint: Path  # the chosen checkpoint (best judge score, else the last)
+    trained: Trained
+    data: TrainingFaces
+    report: dict  # quality_report's figures + profile, step, sha256, minutes
+    figures: dict[str, bytes]  # PNGs written beside the checkpoint
+
+
+def train_generator(layout: StorageLayout, profile: str, class_set: str, judge: Judge,
+                    judge_metrics: dict, real: dict[str, FaceTensors], target: str = "disgust",
+                    seed: int = 0, num_iters: int = 0, device: str = "profile",
+                    max_minutes: float = 0.0, log=print) -> GeneratorRun:
+    """Train StarGAN on the real training faces with every checkpoint rated by the judge on
+    held-back (validation) faces; keep the best one, measure its quality report on a larger
+    fixed held-back set, write report + figures beside it and record it as the generator."""
+    config = stargan_config(profile, class_names(class_set), seed, num_iters, device)
+    data = load_training_faces(layout, class_set, config.image_size)
+    if len(data.labels) == 0:
+        raise ValueError("no real training faces: materialize splits first")
+    out = model_dir(layout) / profile
+    scorer = checkpoint_scorer(fixed_sources(real["val"], SCORE_SOURCES, seed), judge, target,
+                               config.image_size)
+    last = train(config, data.images, data.labels, out, log=log, scorer=scorer,
+                 max_minutes=max_minutes)
+    chosen = out / BEST if (out / BEST).exists() else last
+    trained = load_trained(chosen)
+    sources = fixed_sources(real["val"], REPORT_SOURCES, seed + 1)
+    report = quality_report(trained.G, config.image_size, judge, target, sources, real["train"],
+                            real["test"], judge_metrics)
+    history = load_trained(last).history
+    report.update(profile=profile, step=trained.step, checkpoint=str(chosen),
+                  sha256=file_sha256(chosen),
+                  training_minutes=round(max((h.get("seconds", 0) for h in history),
+                                             default=0) / 60, 1),
+                  curve=[{k: h[k] for k in ("step", "seconds", "judge_hit_rate",
+                                            "ssim_to_source")}
+                         for h in history if "judge_hit_rate" in h])
+    figures = {"translation_grid.png": encode_png(translation_grid(trained.G, sources,
+                                                                   config.image_size)),
+               "loss_curves.png": loss_plot_png(history),
+               "judge_hit_rate.png": hit_rate_plot_png(history, target)}
+    for name, png in figures.items():
+        storage.atomic_write_bytes(out / name, png)
+    storage.atomic_write_bytes(out / REPORT, json.dumps(report, indent=2).encode())
+    write_model_record(layout, {"checkpoint": str(chosen), "profile": profile,
+                                "class_set": class_set, "sha256": report["sha256"],
+                                "step": trained.step, "report": str(out / REPORT)})
+    return GeneratorRun(chosen, trained, data, report, figures)
+
+
+def write_gate_report(layout: StorageLayout, record: dict, result: SynthesisResult) -> dict:
+    """Add the gate's figures to the generator's quality report; write it beside the
+    checkpoint and as storage/synthetic_faces/synthetic_report.json (publish copies it)."""
+    path = Path(record["report"])
+    report = json.loads(path.read_text()) if path.exists() else {}
+    reasons = Counter(result.rejects["reason"].to_pylist()) if result.rejects.num_rows else {}
+    report.update(gate_pass_rate=round(result.rows.num_rows / max(result.attempts, 1), 4),
+                  gate_attempts=result.attempts, gate_needed=result.needed,
+                  gate_accepted=result.rows.num_rows, gate_rejects=dict(reasons))
+    data = json.dumps(report, indent=2).encode()
+    storage.atomic_write_bytes(path, data)
+    storage.atomic_write_bytes(synthetic_report_path(layout), data)
+    return report
+
+
+def synthetic_report_path(layout: StorageLayout):
+    return layout.storage_dir / "synthetic_faces" / REPORT
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train or continue the generator outside Dagster, on the tables of the last `make run`
+    (splits and expression_judge must exist), e.g. on a GPU machine in segments:
+
+        python -m fer_data.augment --profile full --max-minutes 10   # repeat until "done"
+    """
+    import argparse
+
+    from fer_data.evaluate import load_judge, split_faces
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)])
+    parser.add_argument("--class-set", default="fer7")
+    parser.add_argument("--device", default="profile", choices=["profile", "cpu", "cuda"])
+    parser.add_argument("--max-minutes", type=float, default=0.0,
+                        help="train at most this long, then report on the best checkpoint so far")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    layout = StorageLayout.from_env()
+    judge, judge_metrics = load_judge(layout)
+    real = split_faces(layout, args.class_set)
+    profile = resolve_profile(args.profile, len(real["train"]), torch.cuda.is_available())
+    run = train_generator(layout, profile, args.class_set, judge, judge_metrics, real,
+                          seed=args.seed, device=args.device, max_minutes=args.max_minutes)
+    done = load_trained(run.checkpoint.parent / "checkpoint.pt").step >= \
+        run.trained.config.num_iters
+    keys = ("judge_hit_rate", "judge_real_recall", "ssim_to_source", "training_minutes")
+    print(json.dumps({k: run.report[k] for k in keys}, indent=2))
+    print("done" if done else "continue: run the same command again to resume")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,9 @@ from typing import Literal, Sequence
 import cv2
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from fer_data import schema
 from fer_data.hash_search import clusters, group_pairs, mirrored_pairs, near_pairs
 from fer_data.phash import phash_batch, to_gray
 
@@ -40,6 +42,9 @@ THUMB_SIDE = 32
 DEDUP_METADATA = "fer_data.dedup"  # Parquet key of the options face_index ran with
 KEY_COLUMNS = [*(c for k in HASH_KINDS for c in (k, f"{k}_mirror")), "source_digest",
                "source_thumb"]
+# what face_index reads of every face_crops table
+INDEX_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id", "official_split",
+                 "pixel_std", *KEY_COLUMNS]
 
 
 def pixel_digest(gray: np.ndarray) -> str:
@@ -203,7 +208,7 @@ def build_index(faces: pa.Table, options: DedupOptions) -> DedupResult:
         "drop_reason": choice.reason,
         "drop_detail": choice.detail,
         "duplicate_of": choice.duplicate_of,
-    })
+    }, schema=schema.INDEX)
     digests = np.array(faces.column("source_digest").to_pylist(), dtype=object)
     exact_groups, exact_conflicts = _exact_stats(
         np.unique(digests, return_inverse=True)[1] if n else np.array([], np.int64), labels)
@@ -322,3 +327,22 @@ def drops_by_source(index: pa.Table) -> dict[str, dict[str, int]]:
         if of is not None:
             out.setdefault(dataset, Counter())[dataset_of[of]] += 1
     return {k: dict(v) for k, v in out.items()}
+
+
+def dedup_rejects(index: pa.Table) -> pa.Table:
+    """The faces face_index dropped, as reject rows with their reason."""
+    dropped = index.filter(pc.invert(index.column("keep")))
+    return schema.reject_table(
+        {"dataset": r["dataset"], "source_path": r["source_path"], "stage": "dedup",
+         "reason": r["drop_reason"], "detail": r["drop_detail"]}
+        for r in dropped.select(["dataset", "source_path", "drop_reason", "drop_detail"])
+        .to_pylist())
+
+
+def cross_dataset_clusters(index: pa.Table) -> int:
+    """Clusters whose faces come from more than one dataset."""
+    datasets: dict[int, set] = {}
+    for c, d in zip(index.column("cluster_id").to_pylist(), index.column("dataset").to_pylist(),
+                    strict=True):
+        datasets.setdefault(c, set()).add(d)
+    return sum(1 for v in datasets.values() if len(v) > 1)

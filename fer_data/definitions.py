@@ -1,16 +1,23 @@
-"""The Dagster code location: composes assets and resources, nothing else."""
+"""The Dagster code location: composes the stages' assets, the resources and the sensor.
 
-from dagster import Definitions, load_assets_from_modules
+Dagster calls `defs()` when it loads the code location, not at import, so the executor
+(chosen by FER_EXECUTOR, see defs/executor.py) is read from the environment then."""
 
-from fer_data.defs import augment, curate, evaluate, faces, ingest
+from dagster import Definitions, definitions, load_assets_from_modules
+
+from fer_data.defs import augment, dedup, evaluate, faces, ingest, publish, splits
 from fer_data.defs.executor import executor_from_env
-from fer_data.defs.faces import FaceDetector
-from fer_data.defs.resources import StorageResource
+from fer_data.defs.resources import RESOURCES
 from fer_data.defs.sensors import raw_folder_sensor
 
-defs = Definitions(
-    assets=load_assets_from_modules([ingest, faces, curate, augment, evaluate]),
-    resources={"storage_resource": StorageResource(), "face_detector": FaceDetector()},
-    sensors=[raw_folder_sensor],
-    executor=executor_from_env(),
-)
+STAGES = [ingest, faces, dedup, splits, evaluate, augment, publish]
+
+
+@definitions
+def defs() -> Definitions:
+    return Definitions(
+        assets=load_assets_from_modules(STAGES),
+        resources=RESOURCES,
+        sensors=[raw_folder_sensor],
+        executor=executor_from_env(),
+    )

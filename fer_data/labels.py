@@ -89,3 +89,29 @@ FERPLUS_COLUMNS: dict[str, str | None] = {
 def canonical(name: str) -> str | None:
     """Canonical class for a folder or label name, or None when it is not an expression."""
     return SYNONYMS.get(name.strip().lower())
+
+
+# The class sets a curated dataset can be published as; label index = position in the tuple.
+CLASS_SETS: dict[str, tuple[str, ...]] = {
+    "fer7": FER7,
+    "fer4_nhsa": ("neutral", "happy", "sad", "angry"),
+    "fer4_hnss": ("happy", "neutral", "sad", "surprise"),
+}
+
+
+def class_names(class_set: str) -> tuple[str, ...]:
+    """The classes of a class set, in label index order."""
+    if class_set not in CLASS_SETS:
+        raise ValueError(f"unknown class set {class_set!r}; choose from {sorted(CLASS_SETS)}")
+    return CLASS_SETS[class_set]
+
+
+def map_label(label: str | None, class_set: str, calm: str = "neutral") -> str | None:
+    """A canonical label in a class set's terms, or None when the set leaves it out. RAVDESS
+    "calm" becomes neutral (calm="neutral") or is left out (calm="drop"); contempt is always
+    left out, no class set has it."""
+    if label == "calm":
+        label = "neutral" if calm == "neutral" else None
+    if label is None or label not in class_names(class_set):
+        return None
+    return label

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -22,47 +18,18 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 from upath import UPath
 
+from fer_data import storage
+from fer_data.dedup import drops_by_source
+from fer_data.figures import figure_png, pyplot
 from fer_data.images import decode_png
+from fer_data.labels import class_names, map_label
 from fer_data.previews import contact_sheet
 from fer_data.readers import SOURCES
-from fer_data.schema import SPLITS
-from fer_data.storage import is_local
+from fer_data.schema import CURATED, SPLITS, hf_features
 
-CLASS_SETS: dict[str, tuple[str, ...]] = {
-    "fer7": ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"),
-    "fer4_nhsa": ("neutral", "happy", "sad", "angry"),
-    "fer4_hnss": ("happy", "neutral", "sad", "surprise"),
-}
-SUCCESS = "_SUCCESS"
 ROW_GROUP = 1024  # rows per Parquet row group: the unit CuratedFaces reads lazily
-
-CURATED = pa.schema([
-    pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
-    pa.field("label", pa.int64()),
-    pa.field("label_name", pa.string()),
-    pa.field("split", pa.string()),
-    pa.field("source_dataset", pa.string()),
-    # the original file, relative to its dataset folder (a synthetic row: its source face's)
-    pa.field("source_path", pa.string()),
-    pa.field("subject_id", pa.string()),
-    pa.field("is_synthetic", pa.bool_()),
-    pa.field("source_image_id", pa.string()),
-    pa.field("generator", pa.string()),
-    pa.field("image_id", pa.string()),
-])
-
-
-def hf_features(names: tuple[str, ...]) -> dict:
-    """The `huggingface` schema metadata that makes `datasets` load Image and ClassLabel."""
-    value = {"dtype": "string", "_type": "Value"}
-    return {"info": {"features": {
-        "image": {"_type": "Image"},
-        "label": {"names": list(names), "_type": "ClassLabel"},
-        "label_name": value, "split": value, "source_dataset": value, "source_path": value,
-        "subject_id": value,
-        "is_synthetic": {"dtype": "bool", "_type": "Value"},
-        "source_image_id": value, "generator": value, "image_id": value,
-    }}}
+# what the publish stage reads of every face_crops table
+PUBLISH_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id", "face"]
 
 
 @dataclass(frozen=True)
@@ -81,24 +48,59 @@ class PublishResult:
     files: list[str] = field(default_factory=list)
 
 
-def map_label(label: str, options: PublishOptions) -> str | None:
-    """A canonical label in this class set's terms, or None when the set leaves it out."""
-    if label == "calm":
-        label = "neutral" if options.calm == "neutral" else None
-    if label is None or label not in CLASS_SETS[options.class_set]:
-        return None
-    return label
+def publish_rows(faces: pa.Table, splits: pa.Table,
+                 synthetic: pa.Table | None = None) -> pa.Table:
+    """Kept real faces with their split, plus synthetic rows (training split only)."""
+    real = splits.select(["image_id", "split"]).join(faces.select(PUBLISH_COLUMNS), "image_id")
+    real = real.append_column("is_synthetic", pa.array([False] * real.num_rows))
+    real = real.append_column("source_image_id", pa.nulls(real.num_rows, pa.string()))
+    real = real.append_column("generator", pa.nulls(real.num_rows, pa.string()))
+    if synthetic is None or synthetic.num_rows == 0:
+        return real
+    extra = synthetic.select(real.column_names)
+    if set(extra.column("split").to_pylist()) - {"train"}:
+        raise ValueError("synthetic faces may only join the training split")
+    return pa.concat_tables([real, extra.cast(real.schema)])
+
+
+def counts_by_source(rows: pa.Table) -> dict[str, dict[str, int]]:
+    """Rows per split of each source dataset."""
+    out: dict[str, Counter] = defaultdict(Counter)
+    for dataset, split in zip(rows.column("dataset").to_pylist(),
+                              rows.column("split").to_pylist(), strict=True):
+        out[dataset][split] += 1
+    return {k: dict(v) for k, v in out.items()}
+
+
+def card_facts(rows: pa.Table, index: pa.Table, splits: pa.Table,
+               synthetic: pa.Table | None) -> dict:
+    """What the dataset card says beyond the counts: the recorded configuration of the
+    upstream stages, rows and duplicates per source, and the cleaning figures."""
+    return {
+        "config": {key.decode(): json.loads(value) for table in (index, splits)
+                   for key, value in (table.schema.metadata or {}).items()
+                   if key.startswith(b"fer_data.")},
+        "by_source": counts_by_source(rows),
+        "duplicates_by_source": drops_by_source(index),
+        "cleaning": {
+            "faces indexed": index.num_rows,
+            "kept after de-duplication": splits.num_rows,
+            "synthetic rows (training split only, StarGAN)": 0 if synthetic is None
+            else synthetic.num_rows,
+            "dropped": dict(Counter(r for r in index.column("drop_reason").to_pylist() if r)),
+        },
+    }
 
 
 def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dict[str, int]]:
     """Rows (image_id, dataset, source_path, label, subject_id, split, face, is_synthetic,
     source_image_id, generator) -> the curated schema, ordered by split then image_id; plus
     what was excluded."""
-    names = CLASS_SETS[options.class_set]
+    names = class_names(options.class_set)
     excluded: Counter = Counter()
     out = []
     for r in rows.to_pylist():
-        label = map_label(r["label"], options)
+        label = map_label(r["label"], options.class_set, options.calm)
         if label is None:
             excluded[r["label"]] += 1
             continue
@@ -120,13 +122,10 @@ def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dic
 
 
 def publish(rows: pa.Table, curated_dir: UPath, options: PublishOptions,
-            card: dict) -> PublishResult:
-    """Write curated_dir/<class set>/ atomically: everything goes to a hidden sibling folder,
-    which then replaces the old one in one rename (local disks). On object stores, the
-    `_SUCCESS` marker is removed first and written last, so readers never trust a partial
-    dataset."""
+            card: dict, extra_files: dict[str, bytes] | None = None) -> PublishResult:
+    """Write curated_dir/<class set>/ as one atomic folder swap (`storage.write_folder`)."""
     table, excluded = curated_rows(rows, options)
-    names = CLASS_SETS[options.class_set]
+    names = class_names(options.class_set)
     counts = {s: dict(Counter(table.filter(pc.equal(table["split"], s))
                               .column("label_name").to_pylist())) for s in SPLITS}
     meta = {b"huggingface": json.dumps(hf_features(names)).encode(),
@@ -137,8 +136,9 @@ def publish(rows: pa.Table, curated_dir: UPath, options: PublishOptions,
     files["class_balance.png"] = class_balance_png(counts, names)
     files["samples.png"] = sample_grid_png(table, names, options.samples_per_class)
     files["dataset_card.md"] = dataset_card(options, counts, excluded, card).encode()
+    files.update(extra_files or {})  # e.g. synthetic_report.json, the generator's quality
     target = curated_dir / options.class_set
-    _write_folder(target, files)
+    storage.write_folder(target, files)
     return PublishResult(target, counts, excluded, sorted(files))
 
 
@@ -147,33 +147,6 @@ def _parquet_bytes(table: pa.Table, meta: dict[bytes, bytes]) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink, row_group_size=ROW_GROUP, compression="zstd")
     return sink.getvalue()
-
-
-def _write_folder(target: UPath, files: dict[str, bytes]) -> None:
-    if is_local(target):
-        final = Path(target)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}")
-        staging.mkdir()
-        try:
-            for name, data in files.items():
-                (staging / name).write_bytes(data)
-            (staging / SUCCESS).write_text("")
-            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
-            if final.exists():
-                os.replace(final, old)
-            os.replace(staging, final)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return
-    marker = target / SUCCESS
-    if marker.exists():
-        marker.unlink()
-    target.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        (target / name).write_bytes(data)
-    marker.write_bytes(b"")
 
 
 def versions() -> dict[str, str]:
@@ -189,12 +162,7 @@ def versions() -> dict[str, str]:
 
 def class_balance_png(counts: dict[str, dict[str, int]], names: tuple[str, ...]) -> bytes:
     """Stacked bars: rows per class, split by train/val/test."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(7, 3.6), dpi=100)
     bottom = np.zeros(len(names))
     for split, colour in zip(SPLITS, ("#4c72b0", "#dd8452", "#55a868"), strict=True):
         values = np.array([counts[split].get(n, 0) for n in names])
@@ -205,11 +173,7 @@ def class_balance_png(counts: dict[str, dict[str, int]], names: tuple[str, ...])
     ax.set_ylabel("images")
     ax.set_title("class balance by split")
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def sample_grid_png(table: pa.Table, names: tuple[str, ...], per_class: int) -> bytes:
@@ -255,7 +219,7 @@ def source_lines(by_source: dict[str, dict[str, int]],
 def dataset_card(options: PublishOptions, counts: dict[str, dict[str, int]],
                  excluded: dict[str, int], card: dict) -> str:
     """Markdown: sources and licences, counts, de-duplication figures, config, versions."""
-    names = CLASS_SETS[options.class_set]
+    names = class_names(options.class_set)
     lines = [f"# fer-data: {options.class_set}", "",
              f"Classes (label index order): {', '.join(f'{i} {n}' for i, n in enumerate(names))}.",
              "", "## Counts", "", "| class | " + " | ".join(SPLITS) + " | total |",

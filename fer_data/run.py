@@ -7,6 +7,7 @@ parallel, then print where the outputs are. This is what `make run` calls.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -16,7 +17,7 @@ from pathlib import Path
 import yaml
 from dagster import AssetKey, AssetRecordsFilter, AssetSelection, DagsterInstance, materialize
 
-from fer_data.definitions import defs
+from fer_data import definitions
 from fer_data.defs.executor import default_max_concurrent
 from fer_data.defs.partitions import dataset_partitions
 from fer_data.ingest import folder_fingerprint
@@ -25,9 +26,15 @@ from fer_data.storage import StorageLayout
 # Assets too slow for every run: materialize them from the UI or `dagster asset materialize`.
 ON_DEMAND = {"vit_baseline"}
 SUMMARY_KEYS = ("records", "rejects", "faces", "detection_rate", "kept", "label_conflict_clusters",
-                "step", "dagster/row_count")
+                "test_accuracy", "profile", "step", "judge_hit_rate", "ssim_to_source",
+                "gate_pass_rate", "dagster/row_count")
 # Dagster's console logger prints every engine event at DEBUG; a terminal run wants INFO.
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@functools.cache
+def _defs():
+    return definitions.defs()
 
 
 def _name(assets_def) -> str:
@@ -102,8 +109,8 @@ def run(partitions: list[str], force: bool = False, ops_config: dict | None = No
 def _selection(partitioned: bool) -> list:
     """The dataset-partitioned assets, or the whole-collection ones `make run` materializes."""
     if partitioned:
-        return [a for a in defs.assets if a.partitions_def == dataset_partitions]
-    return [a for a in defs.assets if a.partitions_def is None and _name(a) not in ON_DEMAND]
+        return [a for a in _defs().assets if a.partitions_def == dataset_partitions]
+    return [a for a in _defs().assets if a.partitions_def is None and _name(a) not in ON_DEMAND]
 
 
 def _materialize_partitions(partitions: list[str], ops_config: dict | None, jobs: int) -> bool:
@@ -133,9 +140,9 @@ def _materialize_partition(partition: str, ops_config: dict | None) -> bool:
 def _materialize(selected, instance, partition: str | None, ops_config: dict | None = None) -> bool:
     names = {_name(a) for a in selected}
     ops = {k: v for k, v in (ops_config or {}).items() if k in names}
-    result = materialize(list(defs.assets), selection=AssetSelection.assets(*selected),
+    result = materialize(list(_defs().assets), selection=AssetSelection.assets(*selected),
                          partition_key=partition, instance=instance,
-                         resources=dict(defs.resources or {}),
+                         resources=dict(_defs().resources or {}),
                          run_config={**RUN_CONFIG, "ops": ops}, raise_on_error=False)
     lines = []
     for event in result.get_asset_materialization_events():

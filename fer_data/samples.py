@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from fer_data import storage
-from fer_data.augment import sample_pairs_png, write_png
-from fer_data.curate import load_faces
+from fer_data.augment import sample_pairs_png
+from fer_data.faces import load_face_crops
 from fer_data.images import decode_png
 from fer_data.storage import StorageLayout
 
@@ -21,7 +21,7 @@ def sample_sheet(layout: StorageLayout, n: int, seed: int) -> tuple[bytes, int]:
     if not path.exists():
         raise FileNotFoundError(f"no synthetic faces at {path}: run `make run` first")
     synthetic = storage.read_table(path, columns=["face", "source_image_id"])
-    faces, _ = load_faces(layout, ["image_id", "face"])
+    faces, _ = load_face_crops(layout, ["image_id", "face"])
     by_id = dict(zip(faces["image_id"].to_pylist(), faces["face"].to_pylist(), strict=True))
     pairs = [(decode_png(by_id[s]), decode_png(f)) for s, f in
              zip(synthetic["source_image_id"].to_pylist(), synthetic["face"].to_pylist(),
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     layout = StorageLayout.from_env()
     png, total = sample_sheet(layout, args.n, args.seed)
     out = args.out or Path(str(layout.curated_dir)) / "synthetic_samples.png"
-    write_png(out, png)
+    storage.atomic_write_bytes(out, png)
     print(f"wrote {min(args.n, total)} of {total} synthetic faces (each after its source) to {out}")
 
 

@@ -1,6 +1,18 @@
-"""The Parquet schemas of every table the pipeline writes. Imported everywhere; defined once."""
+"""The Parquet schemas of every table the pipeline writes, in pipeline order, and the one helper
+that builds reject rows. Imported everywhere; defined once.
+
+    raw_images   RAW_IMAGE   one row per source image or video frame (ingest)
+    face_crops   FACE        one row per face, with its de-duplication keys (faces)
+    face_index   INDEX       every face, its cluster, kept or dropped and why (dedup)
+    splits       SPLIT       train/val/test of every kept face (splits)
+    synthetic    SYNTHETIC   generated faces that passed the gate (augment)
+    curated      CURATED     the published rows that training code reads (publish)
+    rejects      REJECT      every input a stage did not turn into a row, with the reason
+"""
 
 from __future__ import annotations
+
+from typing import Iterable
 
 import pyarrow as pa
 
@@ -34,6 +46,11 @@ REJECT = pa.schema(
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
+
+def reject_table(rows: Iterable[dict] = ()) -> pa.Table:
+    """Reject rows (dataset, source_path, stage, reason, detail) as a REJECT table."""
+    return pa.Table.from_pylist(list(rows), schema=REJECT)
+
 # A face crop: the raw record's identity and labels (without the full source image), plus the
 # crop and how it was found.
 FACE = pa.schema(
@@ -61,3 +78,75 @@ FACE = pa.schema(
         pa.field("source_thumb", pa.binary(), nullable=False),
     ]
 )
+
+# the de-duplication keys as face_index keeps them (the thumbnails stay in face_crops)
+_INDEX_KEYS = [FACE.field(n) for n in ("phash", "phash_mirror", "source_phash",
+                                       "source_phash_mirror", "source_phash_eq",
+                                       "source_phash_eq_mirror", "source_digest")]
+
+INDEX = pa.schema(
+    [FACE.field(n) for n in ("image_id", "dataset", "source_path", "label", "subject_id",
+                             "official_split")]
+    + _INDEX_KEYS
+    + [
+        FACE.field("pixel_std"),
+        pa.field("cluster_id", pa.int64(), nullable=False),  # faces that are one picture
+        pa.field("cluster_size", pa.int64(), nullable=False),
+        pa.field("keep", pa.bool_(), nullable=False),  # the cluster's representative
+        pa.field("drop_reason", pa.string()),  # duplicate, label_conflict, low_information, ...
+        pa.field("drop_detail", pa.string()),
+        pa.field("duplicate_of", pa.string()),  # the kept face's image_id
+    ]
+)
+
+SPLIT = pa.schema([
+    pa.field("image_id", pa.string(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("label", pa.string(), nullable=False),
+    pa.field("subject_id", pa.string()),
+    pa.field("split", pa.string(), nullable=False),
+    pa.field("split_rule", pa.string(), nullable=False),  # official, subject or stratified
+])
+
+# Synthetic faces: the publish columns of a real face, plus where they came from.
+SYNTHETIC = pa.schema([
+    pa.field("image_id", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),  # always train
+    pa.field("dataset", pa.string(), nullable=False),  # "stargan"
+    pa.field("source_path", pa.string()),  # the source face's original file
+    pa.field("label", pa.string(), nullable=False),  # the target class
+    pa.field("subject_id", pa.string()),
+    pa.field("face", pa.binary(), nullable=False),
+    pa.field("is_synthetic", pa.bool_(), nullable=False),
+    pa.field("source_image_id", pa.string(), nullable=False),
+    pa.field("generator", pa.string(), nullable=False),  # checkpoint sha256, step, seed
+    pa.field("phash", pa.int64(), nullable=False),
+    pa.field("target_probability", pa.float32(), nullable=False),  # the judge's
+])
+
+# A published row: what CuratedFaces, pandas, DuckDB and Hugging Face `datasets` read.
+CURATED = pa.schema([
+    pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
+    pa.field("label", pa.int64()),
+    pa.field("label_name", pa.string()),
+    pa.field("split", pa.string()),
+    pa.field("source_dataset", pa.string()),
+    # the original file, relative to its dataset folder (a synthetic row: its source face's)
+    pa.field("source_path", pa.string()),
+    pa.field("subject_id", pa.string()),
+    pa.field("is_synthetic", pa.bool_()),
+    pa.field("source_image_id", pa.string()),
+    pa.field("generator", pa.string()),
+    pa.field("image_id", pa.string()),
+])
+
+
+def hf_features(names: tuple[str, ...]) -> dict:
+    """The `huggingface` schema metadata that makes `datasets` load CURATED's image column as
+    Image and its label as a ClassLabel with these names."""
+    value = {"dtype": "string", "_type": "Value"}
+    features = {field.name: value for field in CURATED}
+    features.update(image={"_type": "Image"},
+                    label={"names": list(names), "_type": "ClassLabel"},
+                    is_synthetic={"dtype": "bool", "_type": "Value"})
+    return {"info": {"features": features}}

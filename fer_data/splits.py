@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from fer_data.dedup import KEY_COLUMNS, DedupOptions, duplicate_pairs
-from fer_data.schema import SPLITS
+from fer_data.schema import SPLIT, SPLITS
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def assign_splits(index: pa.Table, options: SplitOptions) -> pa.Table:
         "subject_id": pa.array(subjects, pa.string()),  # all-null still has a type to join on
         "split": split,
         "split_rule": rule,
-    })
+    }, schema=SPLIT)
 
 
 @dataclass

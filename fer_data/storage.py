@@ -8,6 +8,7 @@ is already all-or-nothing.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
-DEFAULT_RAW_DIR = "raw"
+# Defaults are anchored to the project folder (the checkout that `make install` installs in
+# editable mode), never to the current directory, so a command run from elsewhere finds them.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SUCCESS = "_SUCCESS"  # written last into a complete published folder
 ALL = "all"  # the "partition" name of whole-collection tables (face_index, splits, ...)
-DEFAULT_CURATED_DIR = "curated"
 
 
 def as_path(location: str | os.PathLike) -> UPath:
@@ -45,16 +48,18 @@ class StorageLayout:
         storage_dir: str | None = None,
         curated_dir: str | None = None,
     ) -> "StorageLayout":
-        """Explicit values win; then FER_RAW_DIR / FER_STORAGE_DIR / FER_CURATED_DIR; then defaults
-        (raw/, $DAGSTER_HOME/storage, curated/)."""
+        """Explicit values win; then FER_RAW_DIR / FER_STORAGE_DIR / FER_CURATED_DIR; then
+        <project>/raw, $DAGSTER_HOME/storage (<project>/dagster_home/storage without
+        DAGSTER_HOME) and <project>/curated."""
         env = os.environ
-        dagster_home = env.get("DAGSTER_HOME", ".dagster")
+        dagster_home = env.get("DAGSTER_HOME") or str(PROJECT_ROOT / "dagster_home")
         return cls(
-            raw_dir=as_path(raw_dir or env.get("FER_RAW_DIR") or DEFAULT_RAW_DIR),
+            raw_dir=as_path(raw_dir or env.get("FER_RAW_DIR") or PROJECT_ROOT / "raw"),
             storage_dir=as_path(
                 storage_dir or env.get("FER_STORAGE_DIR") or os.path.join(dagster_home, "storage")
             ),
-            curated_dir=as_path(curated_dir or env.get("FER_CURATED_DIR") or DEFAULT_CURATED_DIR),
+            curated_dir=as_path(curated_dir or env.get("FER_CURATED_DIR")
+                                or PROJECT_ROOT / "curated"),
         )
 
     def table(self, asset: str, partition: str) -> UPath:
@@ -64,26 +69,35 @@ class StorageLayout:
         return self.storage_dir / "rejects" / asset / f"{partition}.parquet"
 
 
-def write_table(table: pa.Table, path: UPath, metadata: dict[str, str] | None = None) -> UPath:
-    """Write a Parquet file atomically, adding key-value metadata to its schema."""
-    if metadata:
-        merged = dict(table.schema.metadata or {})
-        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
-        table = table.replace_schema_metadata(merged)
+def atomic_write_bytes(path: UPath | Path, data: bytes) -> UPath | Path:
+    """Write a file all-or-nothing: on a local disk beside its target, then renamed over it; on
+    an object store one PUT, which is already atomic. The one atomic-write routine of the
+    project (tables, checkpoints, figures)."""
     if is_local(path):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            pq.write_table(table, tmp, compression="zstd")
+            tmp.write_bytes(data)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
-            pq.write_table(table, f, compression="zstd")
+            f.write(data)
     return path
+
+
+def write_table(table: pa.Table, path: UPath, metadata: dict[str, str] | None = None) -> UPath:
+    """Write a Parquet file atomically, adding key-value metadata to its schema."""
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def read_table(path: UPath, columns: list[str] | None = None) -> pa.Table:
@@ -101,3 +115,35 @@ def iter_batches(path: UPath, batch_size: int = 256, columns: list[str] | None =
         return
     with path.open("rb") as f:
         yield from pq.ParquetFile(f).iter_batches(batch_size, columns=columns)
+
+
+def write_folder(target: UPath, files: dict[str, bytes]) -> UPath:
+    """Replace a whole folder at once: on a local disk everything is written to a hidden
+    sibling folder, which then replaces the old one in one rename. On an object store the
+    `_SUCCESS` marker is removed first and written last, so readers never trust a partial
+    folder."""
+    if is_local(target):
+        final = Path(target)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}")
+        staging.mkdir()
+        try:
+            for name, data in files.items():
+                (staging / name).write_bytes(data)
+            (staging / SUCCESS).write_text("")
+            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
+            if final.exists():
+                os.replace(final, old)
+            os.replace(staging, final)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+    marker = target / SUCCESS
+    if marker.exists():
+        marker.unlink()
+    target.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (target / name).write_bytes(data)
+    marker.write_bytes(b"")
+    return target

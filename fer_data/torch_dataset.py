@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-SUCCESS = "_SUCCESS"
+from fer_data.storage import SUCCESS
 
 
 class CuratedFaces(Dataset):

@@ -54,3 +54,14 @@ def domain_probabilities(D: Discriminator, images: torch.Tensor,
     out = [torch.softmax(D(images[i:i + batch_size].to(device))[1], dim=1).cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out)
+
+
+@torch.no_grad()
+def realism_scores(D: Discriminator, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The discriminator's real/fake output averaged over its patches, (N,): higher = more like
+    the real training faces."""
+    D.eval()
+    device = next(D.parameters()).device
+    out = [D(images[i:i + batch_size].to(device))[0].mean(dim=(1, 2, 3)).cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0)

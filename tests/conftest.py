@@ -55,8 +55,9 @@ def demo_pipeline(demo_raw, tmp_path_factory):
     Dagster instance. Returns (root folder, result of the unpartitioned run)."""
     from dagster import DagsterInstance, materialize
 
-    from fer_data.definitions import defs
+    from fer_data.definitions import defs as load_defs
 
+    defs = load_defs()
     root = tmp_path_factory.mktemp("pipeline")
     resources = {**defs.resources,
                  "storage_resource": StorageResource(raw_dir=str(demo_raw),
@@ -68,7 +69,7 @@ def demo_pipeline(demo_raw, tmp_path_factory):
     for dataset in DATASETS:
         assert materialize(partitioned, partition_key=dataset, resources=resources,
                            instance=instance).success
-    config = {"ops": {"curated_dataset": {"config": {"class_sets": ["fer7", "fer4_hnss"]}}}}
+    config = {"ops": {"curated_dataset": {"config": {"extra_class_sets": ["fer4_hnss"]}}}}
     from fer_data.run import ON_DEMAND
 
     everyday = [a for a in assets if a.partitions_def is None

@@ -16,7 +16,8 @@ import torch
 from fer_data.dedup import DedupOptions, build_index, crop_keys, source_keys
 from fer_data.hash_search import near_pairs, popcount64
 from fer_data.images import encode_png
-from fer_data.publish import CLASS_SETS, PublishOptions, publish
+from fer_data.labels import CLASS_SETS
+from fer_data.publish import PublishOptions, publish
 from fer_data.splits import SplitOptions, assign_splits, check_leaks
 from fer_data.torch_dataset import CuratedFaces
 
@@ -228,8 +229,8 @@ def test_demo_pipeline_publishes_leak_free_splits(published):
              for s in ("train", "val", "test"))}
     folder = root / "curated" / "fer7"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "_SUCCESS", "class_balance.png", "dataset_card.md", "samples.png", "test.parquet",
-        "train.parquet", "val.parquet"]
+        "_SUCCESS", "class_balance.png", "dataset_card.md", "samples.png",
+        "synthetic_report.json", "test.parquet", "train.parquet", "val.parquet"]
     frames = {s: pd.read_parquet(folder / f"{s}.parquet") for s in ("train", "val", "test")}
     assert all(len(f) > 0 for f in frames.values())
     assert all((f["split"] == s).all() for s, f in frames.items())

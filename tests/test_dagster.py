@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
-from fer_data.definitions import defs
+from fer_data.definitions import defs as load_defs
 from fer_data.defs.ingest import raw_images
 from fer_data.defs.resources import StorageResource
 from fer_data.readers import DATASETS
@@ -17,7 +17,7 @@ from fer_data.storage import StorageLayout, read_table, write_table
 
 
 def test_definitions_load_with_every_dataset_partition():
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = load_defs().resolve_implicit_global_asset_job_def()
     assert "raw_images" in {n.name for n in job.graph.node_defs}
     assert raw_images.partitions_def.get_partition_keys() == list(DATASETS)
     assert [c.name for c in raw_images.check_specs] == ["inputs_accounted"]
@@ -83,11 +83,13 @@ def test_local_writes_are_atomic(tmp_path, monkeypatch):
     target = tmp_path / "t" / "x.parquet"
     write_table(pa.table({"x": [1]}), target)
 
-    def crash_halfway(table, where, **kwargs):  # a disk-full or a killed process mid-write
-        Path(where).write_bytes(b"PAR1 half a file")
+    write_bytes = Path.write_bytes
+
+    def crash_halfway(path, data):  # a disk-full or a killed process mid-write
+        write_bytes(path, data[: len(data) // 2])
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(pq, "write_table", crash_halfway)
+    monkeypatch.setattr(Path, "write_bytes", crash_halfway)
     with pytest.raises(OSError):
         write_table(pa.table({"x": [2]}), target)
     monkeypatch.undo()

@@ -164,17 +164,18 @@ class KubernetesHandler(BaseHTTPRequestHandler):
 
 
 INGEST = ["raw_images", "face_crops"]
-CURATE = ["face_index", "splits", "stargan_model", "synthetic_faces", "curated_dataset"]
+CURATE = ["face_index", "splits", "expression_judge", "stargan_model", "synthetic_faces",
+          "curated_dataset"]
 
 
 def k8s_test_job(name: str):
     """A job over the code location's assets with the FER_EXECUTOR executor, rebuilt by name in
     each step's process."""
-    from fer_data.definitions import defs
+    from fer_data.definitions import defs as load_defs
 
     job = define_asset_job(name, selection=INGEST if name == "ingest" else CURATE,
                            executor_def=executor_from_env())
-    return Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def(name)
+    return Definitions.merge(load_defs(), Definitions(jobs=[job])).resolve_job_def(name)
 
 
 def ingest_job():

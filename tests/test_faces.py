@@ -10,9 +10,9 @@ import pytest
 from dagster import DagsterInstance, materialize
 from PIL import Image
 
-from fer_data.defs.faces import FaceDetector, face_crops
+from fer_data.defs.faces import face_crops
 from fer_data.defs.ingest import raw_images
-from fer_data.defs.resources import StorageResource
+from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
 from fer_data.demo.draw import Pose, draw_face, random_identity
 from fer_data.faces import (
     CropOptions,
@@ -169,7 +169,7 @@ def test_materialize_ravdess_frames_and_face_crops_on_demo(demo_raw, tmp_path):
     storage = tmp_path / "storage"
     resources = {"storage_resource": StorageResource(raw_dir=str(demo_raw),
                                                      storage_dir=str(storage)),
-                 "face_detector": FaceDetector()}
+                 "face_detector": FaceDetector(), "settings": PipelineSettings()}
     instance = DagsterInstance.ephemeral()
     for dataset in ("ravdess", "jaffe"):
         result = materialize([raw_images, face_crops], partition_key=dataset,

@@ -13,7 +13,8 @@ from fer_data.defs.sensors import raw_folder_sensor
 from fer_data.demo import DemoSpec, write_demo
 from fer_data.run import run
 
-CHEAP = {"stargan_model": {"config": {"num_iters": 20}}}
+CHEAP = {"stargan_model": {"config": {"num_iters": 20}},
+         "expression_judge": {"config": {"epochs": 1, "min_steps": 20}}}
 
 
 def materialized(instance: DagsterInstance) -> Counter:

@@ -53,16 +53,18 @@ def test_ingest_to_publish_with_s3_roots(s3_server, tmp_path):
     import s3fs
     from dagster import DagsterInstance, materialize
 
-    from fer_data.defs.curate import curated_dataset, face_index, splits
-    from fer_data.defs.faces import FaceDetector, face_crops
+    from fer_data.defs.dedup import face_index
+    from fer_data.defs.faces import face_crops
     from fer_data.defs.ingest import raw_images
-    from fer_data.defs.resources import StorageResource
+    from fer_data.defs.publish import curated_dataset
+    from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
+    from fer_data.defs.splits import splits
 
     write_demo(tmp_path / "raw", DemoSpec(datasets=("jaffe", "fer2013")))
     resources = {"storage_resource": StorageResource(raw_dir=str(tmp_path / "raw"),
                                                      storage_dir="s3://fer/storage",
                                                      curated_dir="s3://fer/curated"),
-                 "face_detector": FaceDetector()}
+                 "face_detector": FaceDetector(), "settings": PipelineSettings()}
     instance = DagsterInstance.ephemeral()
     for dataset in ("jaffe", "fer2013"):
         assert materialize([raw_images, face_crops], partition_key=dataset, resources=resources,

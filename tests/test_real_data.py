@@ -16,10 +16,12 @@ from dagster import DagsterInstance, materialize
 from PIL import Image
 
 from fer_data.audit import cross_split_twins, published_rows
-from fer_data.defs.curate import curated_dataset, face_index, splits
-from fer_data.defs.faces import FaceDetector, face_crops
+from fer_data.defs.dedup import face_index
+from fer_data.defs.faces import face_crops
 from fer_data.defs.ingest import raw_images
-from fer_data.defs.resources import StorageResource
+from fer_data.defs.publish import curated_dataset
+from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
+from fer_data.defs.splits import splits
 from fer_data.demo.repackage import RepackageSpec, repackage
 from fer_data.ingest import ingest_dataset
 
@@ -83,7 +85,7 @@ def run_pipeline(raw, root):
     resources = {"storage_resource": StorageResource(raw_dir=str(raw),
                                                      storage_dir=str(root / "storage"),
                                                      curated_dir=str(root / "curated")),
-                 "face_detector": FaceDetector()}
+                 "face_detector": FaceDetector(), "settings": PipelineSettings()}
     instance = DagsterInstance.ephemeral()
     for dataset in sorted(p.name for p in raw.iterdir()):
         assert materialize([raw_images, face_crops], partition_key=dataset, resources=resources,

@@ -1,10 +1,10 @@
 """`stargan_model` and `synthetic_faces`: learn expressions, then top up the rare class."""
 
 from collections import Counter
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import asdict
 from typing import Literal
 
+import torch
 from dagster import (
     AssetExecutionContext,
     AutomationCondition,
@@ -19,92 +19,96 @@ from fer_data import storage
 from fer_data.augment import (
     GateOptions,
     load_training_faces,
-    loss_plot_png,
+    read_model_record,
+    resolve_profile,
     sample_pairs_png,
+    sources_by_class,
     synthesize,
-    target_count,
-    translation_grid,
-    write_png,
+    top_up_plan,
+    train_generator,
+    write_gate_report,
 )
 from fer_data.defs.executor import GPU_STEP_TAGS
 from fer_data.defs.metadata import counts_table
-from fer_data.defs.resources import StorageResource
-from fer_data.images import encode_png
+from fer_data.defs.resources import PipelineSettings, StorageResource
+from fer_data.evaluate import load_judge, split_faces
 from fer_data.previews import markdown_image
 from fer_data.storage import ALL
 from stargan.generate import load_trained
-from stargan.train import PROFILES, file_sha256, train
 
 
 class StarGanConfig(Config):
-    profile: Literal["smoke", "full"] = Field("smoke", description="smoke: CPU minutes (demo, "
-                                              "CI); full: GPU, official widths, 64 px, AMP.")
+    profile: Literal["auto", "smoke", "cpu", "full"] = Field(
+        "auto", description="auto: smoke for a demo-sized training set (< 5,000 faces), full "
+        "on a CUDA machine, else cpu. smoke: CPU minutes (demo, CI); cpu: 2 CPU cores, about "
+        "40 minutes on real data; full: GPU, official recipe, 64 px, bf16.")
     num_iters: int = Field(0, description="Override the profile's iterations (0 = keep).")
     device: Literal["profile", "cpu", "cuda"] = Field("profile", description="Override the "
                                                       "profile's device.")
+    max_minutes: float = Field(0.0, description="Stop after this much training (a segment; "
+                               "materialize again to resume). 0: train to the end.")
+    target_class: str = Field("disgust", description="The class whose judge hit rate picks "
+                              "the checkpoint and heads the quality report.")
     seed: int = Field(0, description="Seeds weights, batches, targets and the penalty mix.")
-    class_set: str = Field("fer7", description="Domains = the classes of this class set.")
-
-
-def checkpoint_dir(storage_resource: StorageResource, profile: str) -> Path:
-    layout = storage_resource.layout()
-    if not storage.is_local(layout.storage_dir):
-        raise ValueError("StarGAN checkpoints need a local storage root (torch.save)")
-    return Path(layout.storage_dir) / "stargan_model" / profile
 
 
 @asset(
-    deps=["splits"],
+    deps=["splits", "face_crops", "expression_judge"],
     group_name="augment",
     kinds={"pytorch"},
     owners=["team:fer-data"],
-    code_version="1",
+    code_version="3",
     automation_condition=AutomationCondition.eager(),
     pool="gpu",
     op_tags=GPU_STEP_TAGS,
 )
 def stargan_model(context: AssetExecutionContext, config: StarGanConfig,
-                  storage_resource: StorageResource) -> MaterializeResult:
-    """A StarGAN trained on the real training-split faces (never val/test), one domain per class;
-    resumes from its last checkpoint."""
+                  storage_resource: StorageResource,
+                  settings: PipelineSettings) -> MaterializeResult:
+    """A StarGAN trained on the real training-split faces (never val/test), one domain per class
+    of the pipeline's class set; each checkpoint rated by the judge on held-back faces, the best
+    kept, with its quality report. Resumes from its last checkpoint."""
     layout = storage_resource.layout()
-    data = load_training_faces(layout, config.class_set)
-    profile = PROFILES[config.profile]
-    train_config = replace(profile, c_dim=len(data.classes), domains=list(data.classes),
-                           seed=config.seed, image_size=int(data.images.shape[-1]),
-                           num_iters=config.num_iters or profile.num_iters,
-                           device=profile.device if config.device == "profile" else config.device)
-    out = checkpoint_dir(storage_resource, config.profile)
-    path = train(train_config, data.images, data.labels, out, log=context.log.info)
-    trained = load_trained(path)
-    grid = encode_png(translation_grid(trained, data))
-    losses = loss_plot_png(trained.history)
-    write_png(out / "translation_grid.png", grid)
-    write_png(out / "loss_curves.png", losses)
-    last = trained.history[-1] if trained.history else {}
+    judge, judge_metrics = load_judge(layout)
+    real = split_faces(layout, settings.class_set)
+    profile = resolve_profile(config.profile, len(real["train"]), torch.cuda.is_available())
+    run = train_generator(layout, profile, settings.class_set, judge, judge_metrics, real,
+                          config.target_class, config.seed, config.num_iters, config.device,
+                          config.max_minutes, log=context.log.info)
+    report = run.report
     return MaterializeResult(metadata={
-        "checkpoint": MetadataValue.path(str(path)),
-        "sha256": file_sha256(path),
-        "step": trained.step,
-        "training_faces": len(data.labels),
-        "faces_per_class": counts_table(dict(Counter(data.rows["label"].to_pylist())), "class"),
-        "config": MetadataValue.json(asdict(trained.config)),
-        "final_losses": MetadataValue.json({k: round(v, 4) for k, v in last.items()}),
+        "profile": profile,
+        "checkpoint": MetadataValue.path(str(run.checkpoint)),
+        "sha256": report["sha256"],
+        "step": run.trained.step,
+        "training_minutes": report["training_minutes"],
+        "training_faces": len(run.data.labels),
+        "faces_per_class": counts_table(dict(Counter(run.data.rows["label"].to_pylist())),
+                                        "class"),
+        "config": MetadataValue.json(asdict(run.trained.config)),
+        "judge_hit_rate": round(report["judge_hit_rate"], 4),
+        "judge_real_recall": round(report["judge_real_recall"], 4),
+        "ssim_to_source": round(report["ssim_to_source"], 4),
+        "quality_report": MetadataValue.json(report),
         "translation_grid": MetadataValue.md(
-            "Rows: a real face per class; columns: the source, then each target class "
-            f"({', '.join(data.classes)}).\n\n" + markdown_image(grid, "translation grid")),
-        "loss_curves": MetadataValue.md(markdown_image(losses, "loss curves")),
+            "Rows: a real held-back face per class; columns: the source, then each target "
+            f"class ({', '.join(run.data.classes)}).\n\n"
+            + markdown_image(run.figures["translation_grid.png"], "translation grid")),
+        "judge_hit_rate_curve": MetadataValue.md(markdown_image(
+            run.figures["judge_hit_rate.png"], "judge hit rate")),
+        "loss_curves": MetadataValue.md(markdown_image(run.figures["loss_curves.png"],
+                                                       "loss curves")),
     })
 
 
 class SynthesisConfig(Config):
-    profile: Literal["smoke", "full"] = Field("smoke", description="Which trained model to use.")
-    class_set: str = Field("fer7", description="Class set the model was trained on.")
     target_class: str = Field("disgust", description="The class to top up.")
     target_count: str = Field("fear", description="Bring the target class up to this class's "
                               "training count, 'max' (the largest class) or a number.")
-    min_target_prob: float = Field(0.5, description="Gate: discriminator's probability for the "
+    min_target_prob: float = Field(0.5, description="Gate: the judge's probability for the "
                                    "target class.")
+    min_realism_quantile: float = Field(0.01, description="Gate: the discriminator's realism "
+                                        "score must reach this quantile of real faces' scores.")
     min_source_distance: int = Field(6, description="Gate: pHash bits from the source face.")
     min_real_distance: int = Field(6, description="Gate: pHash bits from every real training "
                                    "face (memorization).")
@@ -112,56 +116,49 @@ class SynthesisConfig(Config):
 
 
 @asset(
-    deps=["stargan_model", "face_index"],
+    deps=["stargan_model", "expression_judge", "splits", "face_crops"],
     group_name="augment",
     kinds={"pytorch", "parquet"},
     owners=["team:fer-data"],
-    code_version="1",
+    code_version="2",
     automation_condition=AutomationCondition.eager(),
 )
 def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
                     storage_resource: StorageResource) -> MaterializeResult:
     """Synthetic target-class faces for the training split, each traced to its source face and
-    generator checkpoint, and only those that pass the quality gate."""
+    generator checkpoint, and only those that pass the quality gate. Uses the generator that
+    stargan_model recorded last (its profile and class set)."""
     layout = storage_resource.layout()
-    data = load_training_faces(layout, config.class_set)
-    path = checkpoint_dir(storage_resource, config.profile) / "checkpoint.pt"
-    trained = load_trained(path)
-    if list(trained.config.domains) != list(data.classes):
-        raise ValueError(f"{path} was trained on {trained.config.domains}, not {data.classes}")
-    counts = Counter(data.rows["label"].to_pylist())
-    have = counts.get(config.target_class, 0)
-    goal = target_count(dict(counts), config.target_class, config.target_count)
-    needed = max(goal - have, 0)
-    generator = f"sha256={file_sha256(path)} step={trained.step} seed={config.seed}"
-    gate = GateOptions(config.min_target_prob, config.min_source_distance,
-                       config.min_real_distance)
-    result = synthesize(trained, data, config.target_class, needed, generator, config.seed, gate)
+    record = read_model_record(layout)
+    trained = load_trained(record["checkpoint"])
+    judge, _ = load_judge(layout)
+    data = load_training_faces(layout, record["class_set"], trained.config.image_size)
+    have, goal, needed = top_up_plan(data.rows, config.target_class, config.target_count)
+    generator = f"sha256={record['sha256']} step={trained.step} seed={config.seed}"
+    gate = GateOptions(config.min_target_prob, config.min_realism_quantile,
+                       config.min_source_distance, config.min_real_distance)
+    result = synthesize(trained, data, config.target_class, needed, generator, config.seed, gate,
+                        judge)
     out = storage.write_table(result.rows, layout.table("synthetic_faces", ALL))
     storage.write_table(result.rejects, layout.rejects("synthetic_faces", ALL))
-    sheet = sample_pairs_png(result.pairs, 32, config.seed)
+    report = write_gate_report(layout, record, result)
     made = result.rows.num_rows
     if made < needed:
         context.log.warning(f"only {made} of {needed} synthetic {config.target_class} faces "
                             f"passed the gate in {result.attempts} attempts")
+    sheet = sample_pairs_png(result.pairs, 32, config.seed)
     return MaterializeResult(metadata={
         "dagster/row_count": made,
         "target": f"{config.target_class}: {have} real -> {have + made} (goal {goal})",
         "needed": needed,
         "generated": made,
         "attempts": result.attempts,
+        "gate_pass_rate": report["gate_pass_rate"],
         "rejects_by_reason": counts_table(dict(Counter(result.rejects["reason"].to_pylist())),
                                           "reason"),
-        "sources_by_class": counts_table(dict(Counter(
-            data.rows["label"][i].as_py() for i in _source_rows(data, result))), "class"),
+        "sources_by_class": counts_table(sources_by_class(data, result.rows), "class"),
         "generator": generator,
-        "samples": MetadataValue.md("Pairs: source, then its synthetic "
-                                    f"{config.target_class}.\n\n" + markdown_image(sheet,
-                                                                                   "samples")),
+        "samples": MetadataValue.md(f"Pairs: source, then its synthetic {config.target_class}."
+                                    "\n\n" + markdown_image(sheet, "samples")),
         "table": MetadataValue.path(str(out)),
     })
-
-
-def _source_rows(data, result) -> list[int]:
-    index = {image_id: i for i, image_id in enumerate(data.rows["image_id"].to_pylist())}
-    return [index[s] for s in result.rows["source_image_id"].to_pylist()]

@@ -11,68 +11,22 @@ from dagster import (
     AssetExecutionContext,
     AutomationCondition,
     Config,
-    ConfigurableResource,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from fer_data import storage
 from fer_data.defs.metadata import counts_table, speed, stopwatch
 from fer_data.defs.partitions import dataset_partitions
-from fer_data.defs.resources import StorageResource
-from fer_data.faces import CropOptions, Detector, HaarDetector, MtcnnDetector, build_face_table
+from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
+from fer_data.faces import DEFAULT_POLICY, CropOptions, build_face_table
 from fer_data.images import decode_png
 from fer_data.previews import sheet_markdown
 
-# Datasets that are photographs or video frames get a detector; the others are already
-# 48x48 face crops, where detection only flags doubtful images (py-feat users learned that
-# gating FER2013 on a detector throws away good faces).
-DEFAULT_POLICY: dict[str, list[str]] = {
-    "fer2013": ["none"],
-    "face_expression": ["none"],
-    "ckplus": ["mtcnn", "haar"],
-    "kdef": ["mtcnn", "haar"],
-    "jaffe": ["mtcnn", "haar"],
-    "ravdess": ["mtcnn", "haar"],
-}
-
-
-class FaceDetector(ConfigurableResource):
-    """The face detectors: MTCNN (facenet-pytorch) and OpenCV's Haar cascade."""
-
-    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where MTCNN runs.")
-    mtcnn_batch_size: int = Field(16, description="Equal-size images per MTCNN call.")
-    mtcnn_min_face_size: int = Field(20, description="Smallest face MTCNN looks for (pixels).")
-    mtcnn_first_pass_fraction: float = Field(
-        0.0, description="If above 0, MTCNN first looks only for faces of at least this share "
-        "of the image's shorter side, and runs the whole pyramid only where that finds no "
-        "confident face (experimental: 2x faster on large faces, but boxes differ on some "
-        "real images; see bench/faces.py).")
-    haar_min_neighbors: int = Field(4, description="Haar cascade minNeighbors.")
-    _detectors: dict = PrivateAttr(default_factory=dict)
-
-    def get(self, name: str) -> Detector:
-        if name not in self._detectors:
-            if name == "mtcnn":
-                self._detectors[name] = MtcnnDetector(self.device, self.mtcnn_batch_size,
-                                                      self.mtcnn_min_face_size,
-                                                      self.mtcnn_first_pass_fraction)
-            elif name == "haar":
-                self._detectors[name] = HaarDetector(min_neighbors=self.haar_min_neighbors)
-            elif name == "haar_quality":
-                # a face crop's face fills it: no eye search, no small faces (measured: the
-                # same flags as the full cascade at a fraction of the time; bench/faces.py)
-                self._detectors[name] = HaarDetector(min_neighbors=self.haar_min_neighbors,
-                                                     min_size_fraction=1 / 3, find_eyes=False)
-            else:
-                raise ValueError(f"unknown detector {name!r}; choose from mtcnn, haar, none")
-        return self._detectors[name]
-
 
 class FaceConfig(Config):
-    face_size: int = Field(48, description="Side of the square gray crop (48, 64, 224, ...).")
     margin: float = Field(0.15, description="Extra context around the face box, per side, as "
                           "a fraction of the box.")
     policy: dict[str, list[str]] = Field(
@@ -104,8 +58,8 @@ class FaceConfig(Config):
                                 "configured floor (blocking only where a detector runs)")],
 )
 def face_crops(context: AssetExecutionContext, config: FaceConfig,
-               storage_resource: StorageResource, face_detector: FaceDetector
-               ) -> MaterializeResult:
+               storage_resource: StorageResource, face_detector: FaceDetector,
+               settings: PipelineSettings) -> MaterializeResult:
     """Aligned gray face crops of one dataset, with box, landmarks, detector score and pHash;
     images without a face become `no_face` rejects."""
     dataset = context.partition_key
@@ -116,7 +70,7 @@ def face_crops(context: AssetExecutionContext, config: FaceConfig,
     with stopwatch() as timing:
         result = build_face_table(
             storage.iter_batches(layout.table("raw_images", dataset), config.batch_rows),
-            detectors, CropOptions(config.face_size, config.margin, config.precropped_max_side),
+            detectors, CropOptions(settings.face_size, config.margin, config.precropped_max_side),
             quality)
     path = storage.write_table(result.faces, layout.table("face_crops", dataset))
     storage.write_table(result.rejects, layout.rejects("face_crops", dataset))

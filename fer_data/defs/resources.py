@@ -1,22 +1,86 @@
-"""Dagster resources shared by every asset."""
+"""Dagster resources shared by the assets: where data lives, the face detectors, and the
+settings that more than one stage reads (one owner each, checked together when a run starts)."""
 
+from typing import Literal
 
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 
+from fer_data.classifier import check_patch_size
+from fer_data.faces import Detector, HaarDetector, MtcnnDetector
+from fer_data.labels import CLASS_SETS
 from fer_data.storage import StorageLayout
 
 
 class StorageResource(ConfigurableResource):
     """Where raw data is read and tables and curated datasets are written. Unset fields fall
-    back to FER_RAW_DIR / FER_STORAGE_DIR / FER_CURATED_DIR, read when a run starts."""
+    back to FER_RAW_DIR / FER_STORAGE_DIR / FER_CURATED_DIR, read when a run starts, then to
+    raw/, $DAGSTER_HOME/storage and curated/ in the project folder."""
 
-    raw_dir: str | None = Field(None, description="Raw datasets root (default raw/).")
+    raw_dir: str | None = Field(None, description="Raw datasets root.")
     storage_dir: str | None = Field(
-        None, description="Intermediate tables root, local path or fsspec URL such as s3://... "
-        "(default $DAGSTER_HOME/storage).")
+        None, description="Intermediate tables root, local path or fsspec URL such as s3://...")
     curated_dir: str | None = Field(
-        None, description="Published datasets root, local path or fsspec URL (default curated/).")
+        None, description="Published datasets root, local path or fsspec URL.")
 
     def layout(self) -> StorageLayout:
         return StorageLayout.from_env(self.raw_dir, self.storage_dir, self.curated_dir)
+
+
+class PipelineSettings(ConfigurableResource):
+    """Settings that several stages read. Each has this one owner; a combination that cannot
+    work fails when the run starts, before any step does work."""
+
+    face_size: int = Field(48, description="Side of the square gray face crops (faces stage); "
+                           "StarGAN resizes to its profile's image size and back, the "
+                           "classifiers train at this size.")
+    class_set: str = Field("fer7", description=f"The class set StarGAN learns (its domains), "
+                           f"the judge and the downstream classifiers predict, always published; "
+                           f"one of {sorted(CLASS_SETS)}.")
+    vit_patch_size: int = Field(6, description="ViT-Tiny patch side: must divide face_size.")
+
+    @model_validator(mode="after")
+    def _agree(self) -> "PipelineSettings":
+        if self.face_size < 16:
+            raise ValueError(f"face_size {self.face_size} is too small: set at least 16 (48 is "
+                             "the FER2013 size)")
+        if self.class_set not in CLASS_SETS:
+            raise ValueError(f"class_set {self.class_set!r} is not one of {sorted(CLASS_SETS)}")
+        check_patch_size(self.face_size, self.vit_patch_size)
+        return self
+
+
+class FaceDetector(ConfigurableResource):
+    """The face detectors: MTCNN (facenet-pytorch) and OpenCV's Haar cascade."""
+
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where MTCNN runs.")
+    mtcnn_batch_size: int = Field(16, description="Equal-size images per MTCNN call.")
+    mtcnn_min_face_size: int = Field(20, description="Smallest face MTCNN looks for (pixels).")
+    mtcnn_first_pass_fraction: float = Field(
+        0.0, description="If above 0, MTCNN first looks only for faces of at least this share "
+        "of the image's shorter side, and runs the whole pyramid only where that finds no "
+        "confident face (experimental: 2x faster on large faces, but boxes differ on some "
+        "real images; see bench/faces.py).")
+    haar_min_neighbors: int = Field(4, description="Haar cascade minNeighbors.")
+    _detectors: dict = PrivateAttr(default_factory=dict)
+
+    def get(self, name: str) -> Detector:
+        if name not in self._detectors:
+            if name == "mtcnn":
+                self._detectors[name] = MtcnnDetector(self.device, self.mtcnn_batch_size,
+                                                      self.mtcnn_min_face_size,
+                                                      self.mtcnn_first_pass_fraction)
+            elif name == "haar":
+                self._detectors[name] = HaarDetector(min_neighbors=self.haar_min_neighbors)
+            elif name == "haar_quality":
+                # a face crop's face fills it: no eye search, no small faces (measured: the
+                # same flags as the full cascade at a fraction of the time; bench/faces.py)
+                self._detectors[name] = HaarDetector(min_neighbors=self.haar_min_neighbors,
+                                                     min_size_fraction=1 / 3, find_eyes=False)
+            else:
+                raise ValueError(f"unknown detector {name!r}; choose from mtcnn, haar, none")
+        return self._detectors[name]
+
+
+RESOURCES = {"storage_resource": StorageResource(), "face_detector": FaceDetector(),
+             "settings": PipelineSettings()}

@@ -1,0 +1,83 @@
+"""Does synthetic disgust help? Five training variants x seeds on the real, leak-free test split,
+one result file per run, resumable.
+
+    .venv/bin/python bench/augmentation.py [--work /tmp/fer-real] [--model cnn] [--seeds 0 1 2]
+                                           [--max-runs 0] [--device cpu] [--report-only]
+
+Needs curated/fer7 in --work with synthetic rows (bench/synthetic.py makes it: the real FER2013
+image export + CK+48 through the pipeline, the `cpu` StarGAN profile, the judge's gate). Each
+run trains one classifier (`python -m fer_data.evaluate`) with a fixed seed, keeps the best
+epoch on the real validation split and is scored on the real test split:
+
+    plain             real faces only
+    class_weighted    real faces, inverse-frequency loss weights
+    oversampled       real faces, disgust drawn as often as fear has rows (+ flips/affine)
+    stargan           real faces + the StarGAN top-up of disgust to the fear count
+    stargan_weighted  the top-up + inverse-frequency loss weights
+
+Results: bench/results/augmentation/<model>_<variant>_seed<k>.json (skipped when present, so
+an interrupted grid continues where it stopped), then report.md (mean ± std over seeds) and
+disgust_f1.png. On a CUDA machine: --device cuda --model vit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from common import REPO
+
+from fer_data.evaluate import (
+    VARIANTS,
+    disgust_f1_png,
+    run_record,
+    summary_table,
+    train_classifier,
+    variant_config,
+)
+
+RESULTS = REPO / "bench" / "results" / "augmentation"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/fer-real"))
+    parser.add_argument("--model", default="cnn", choices=["cnn", "vit"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=0, help="0: the model's default")
+    parser.add_argument("--max-minutes", type=float, default=15.0, help="per run")
+    parser.add_argument("--max-runs", type=int, default=0, help="stop after this many new runs")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    data = args.work / "curated" / "fer7"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    done = 0
+    for seed in args.seeds:  # seed-major: every variant gets a first seed before any a second
+        for variant in args.variants:
+            result = RESULTS / f"{args.model}_{variant}_seed{seed}.json"
+            if args.report_only or result.exists():
+                continue
+            if args.max_runs and done >= args.max_runs:
+                break
+            config = variant_config(str(data), str(args.work / "augmentation" / result.stem),
+                                    variant, args.model, seed, epochs=args.epochs,
+                                    max_minutes=args.max_minutes, device=args.device)
+            print(f"== {result.stem}", flush=True)
+            scores = train_classifier(config, log=lambda m: print("  " + m, flush=True))
+            result.write_text(json.dumps(run_record(variant, scores), indent=2))
+            done += 1
+    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*_seed*.json"))]
+    if not records:
+        print("no results yet")
+        return
+    table = summary_table(records)
+    (RESULTS / "report.md").write_text(table + "\n")
+    (RESULTS / "disgust_f1.png").write_bytes(disgust_f1_png(records))
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""What the real-data benches share: the real FER2013 image export + CK+48 run through the
+pipeline once into a work folder that later benches reuse.
+
+    from common import real_pipeline
+    layout = real_pipeline(Path("/tmp/fer-real"), ["face_index", "splits"])
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from dagster import AssetSelection, DagsterInstance, materialize
+
+from fer_data.definitions import defs
+from fer_data.defs.resources import RESOURCES, StorageResource
+from fer_data.storage import StorageLayout
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = (REPO.parent / "shared" / "datasets").resolve()
+DATASETS = ("fer2013", "ckplus")
+
+
+def real_raw(work: Path, shared: Path = SHARED) -> Path:
+    """work/raw with the real FER2013 export and CK+48 linked in their original layouts."""
+    raw = work / "raw"
+    if not raw.exists():
+        if not (shared / "fer2013_images").exists():
+            raise SystemExit(f"{shared} has no fer2013_images: this bench needs the real data")
+        raw.mkdir(parents=True)
+        (raw / "fer2013").symlink_to(shared / "fer2013_images")
+        (raw / "ckplus").mkdir()
+        (raw / "ckplus" / "CK+48").symlink_to(shared / "ckplus48")
+    return raw
+
+
+def real_pipeline(work: Path, assets: list[str], config: dict | None = None,
+                  force: bool = False) -> tuple[StorageLayout, dict[str, float]]:
+    """Materialize raw_images + face_crops for the real datasets, then `assets`, into work/
+    (skipping what a previous run left there unless `force`); seconds per step."""
+    raw = real_raw(work)
+    resources = {**RESOURCES, "storage_resource": StorageResource(
+        raw_dir=str(raw), storage_dir=str(work / "storage"), curated_dir=str(work / "curated"))}
+    layout = resources["storage_resource"].layout()
+    everything = list(defs().assets)
+    instance = DagsterInstance.ephemeral()
+    seconds = {}
+    for dataset in DATASETS:
+        if force or not layout.table("face_crops", dataset).exists():
+            start = time.perf_counter()
+            assert materialize(everything, selection=AssetSelection.assets(
+                "raw_images", "face_crops"), partition_key=dataset, resources=resources,
+                instance=instance).success
+            seconds[f"raw_images + face_crops [{dataset}]"] = time.perf_counter() - start
+    for name in assets:
+        start = time.perf_counter()
+        ops = {name: config[name]} if config and name in config else {}
+        assert materialize(everything, selection=AssetSelection.assets(name),
+                           resources=resources, instance=instance,
+                           run_config={"ops": ops}).success
+        seconds[name] = time.perf_counter() - start
+    return layout, seconds

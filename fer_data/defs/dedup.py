@@ -1,0 +1,95 @@
+"""`face_index`: every face of every dataset, clustered into duplicates, one kept per cluster."""
+
+import json
+from collections import Counter
+from dataclasses import asdict
+from typing import Literal
+
+import pyarrow.compute as pc
+from dagster import (
+    AssetExecutionContext,
+    AutomationCondition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from fer_data import storage
+from fer_data.dedup import (
+    DEDUP_METADATA,
+    INDEX_COLUMNS,
+    DedupOptions,
+    build_index,
+    cross_dataset_clusters,
+    dedup_rejects,
+    drops_by_source,
+)
+from fer_data.defs.metadata import counts_table
+from fer_data.defs.resources import StorageResource
+from fer_data.faces import load_face_crops
+from fer_data.storage import ALL
+
+
+class DedupConfig(Config):
+    threshold: int = Field(4, description="pHash Hamming distance (crop, stored source) at or "
+                           "below which two faces are near duplicates (0-15).")
+    eq_threshold: int = Field(2, description="The same for the histogram-equalized source's "
+                              "pHash; further matches need the second tier's check.")
+    include_flips: bool = Field(True, description="Also match horizontally mirrored copies.")
+    conflict_policy: Literal["drop_all", "keep_majority"] = Field(
+        "keep_majority", description="A cluster whose members disagree on the label: keep the "
+        "majority label's representative (ties drop all), or drop all.")
+    verify_radius: int = Field(10, description="Second tier: faces whose equalized-source "
+                               "pHashes are within this many bits are duplicates when their "
+                               "thumbnails also correlate at min_correlation (0 turns it off).")
+    min_correlation: float = Field(0.95, description="Second tier: thumbnail correlation (of "
+                                   "the equalized 32x32 sources, mirrors too) that confirms a "
+                                   "candidate.")
+    min_std: float = Field(4.0, description="Faces with a pixel standard deviation below this "
+                           "are near-uniform: rejected as low_information.")
+
+
+@asset(
+    deps=["face_crops"],
+    group_name="dedup",
+    kinds={"numpy", "parquet"},
+    owners=["team:fer-data"],
+    code_version="2",
+    automation_condition=AutomationCondition.eager(),
+)
+def face_index(context: AssetExecutionContext, config: DedupConfig,
+               storage_resource: StorageResource) -> MaterializeResult:
+    """Every face of every dataset, clustered by exact pixels and pHash (mirrors included),
+    with the one kept per cluster and why the others were dropped. The options are recorded in
+    the table's metadata, where `splits` reads them for its leak check."""
+    layout = storage_resource.layout()
+    faces, found = load_face_crops(layout, INDEX_COLUMNS)
+    options = DedupOptions(**config.model_dump())
+    result = build_index(faces, options)
+    index = result.index
+    path = storage.write_table(index, layout.table("face_index", ALL),
+                               {DEDUP_METADATA: json.dumps(asdict(options))})
+    rejects = dedup_rejects(index)
+    storage.write_table(rejects, layout.rejects("face_index", ALL))
+    return MaterializeResult(metadata={
+        "dagster/row_count": index.num_rows,
+        "datasets": ", ".join(found),
+        "faces": index.num_rows,
+        "kept": int(pc.sum(index.column("keep")).as_py() or 0),
+        "dropped_by_reason": counts_table(dict(Counter(rejects.column("reason").to_pylist())),
+                                          "reason"),
+        "near_duplicate_pairs": result.pairs,
+        "pairs_by_key": MetadataValue.json(result.pairs_by_key),
+        "dropped_as_duplicates_of": MetadataValue.json(drops_by_source(index)),
+        "clusters_with_duplicates": sum(1 for s in Counter(index.column("cluster_size")
+                                                           .to_pylist()) if s > 1),
+        "exact_duplicate_groups": result.exact_groups,
+        "exact_groups_with_label_conflicts": result.exact_conflict_groups,
+        "label_conflict_clusters": result.conflict_clusters,
+        "conflict_examples": MetadataValue.json(result.conflict_examples),
+        "clusters_spanning_official_splits": result.clusters_spanning_splits,
+        "cross_dataset_clusters": cross_dataset_clusters(index),
+        "table": MetadataValue.path(str(path)),
+    })

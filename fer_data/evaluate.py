@@ -1,0 +1,320 @@
+"""Evaluate stage: expression classifiers trained on the faces the pipeline made, scored on the
+real test split. Two uses:
+
+- the judge (`train_judge`): a compact CNN trained on the real training split only, straight
+  from the face_crops and splits tables (it must exist before synthetic faces do), that the
+  augment stage's gate and quality report consult;
+- the downstream command (`train_classifier`): a CNN or ViT-Tiny trained on a published dataset,
+  with or without its synthetic rows, checkpoint chosen on val, metrics on the real test split.
+
+    python -m fer_data.evaluate --data curated/fer7 --out runs/cnn --model cnn
+    python -m fer_data.evaluate --data curated/fer7 --out runs/vit --model vit --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+
+from fer_data import storage
+from fer_data.classifier import (
+    FaceTensors,
+    FitOptions,
+    build_model,
+    confusion_png,
+    fit,
+    from_pngs,
+    load_model,
+    load_split,
+    metrics,
+    predict,
+    save_model,
+)
+from fer_data.faces import load_face_crops
+from fer_data.labels import class_names, map_label
+from fer_data.quality import Judge
+from fer_data.schema import SPLITS
+from fer_data.storage import StorageLayout
+
+# The recipe of each model where a run does not say otherwise: the CNN with SGD + one-cycle
+# (measured best on 2 CPU cores, bench/judge.py), ViT-Tiny with AdamW + CutMix (the source
+# project's recipe).
+MODEL_DEFAULTS: dict[str, dict] = {
+    "cnn": {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "mix": "none", "epochs": 12},
+    "vit": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "mix": "cutmix",
+            "epochs": 30},
+}
+
+
+def split_faces(layout: StorageLayout, class_set: str) -> dict[str, FaceTensors]:
+    """The real faces of every split, labels mapped into the class set, from the face_crops and
+    splits tables (no synthetic rows: they do not exist yet when the judge trains)."""
+    classes = class_names(class_set)
+    splits = storage.read_table(layout.table("splits", storage.ALL),
+                                columns=["image_id", "split"])
+    faces, _ = load_face_crops(layout, ["image_id", "label", "face"])
+    rows = splits.join(faces, "image_id").sort_by("image_id")
+    out = {}
+    for split in SPLITS:
+        part = rows.filter(pc.equal(rows["split"], split))
+        mapped = [map_label(x, class_set) for x in part["label"].to_pylist()]
+        keep = [i for i, m in enumerate(mapped) if m is not None]
+        pngs = part["face"].to_pylist()
+        out[split] = from_pngs([pngs[i] for i in keep],
+                               [classes.index(mapped[i]) for i in keep], classes)
+    return out
+
+
+def judge_dir(layout: StorageLayout) -> Path:
+    """Where the judge's model and metrics live (a local folder: torch.save)."""
+    if not storage.is_local(layout.storage_dir):
+        raise ValueError("the expression judge needs a local storage root (torch.save)")
+    return Path(layout.storage_dir) / "expression_judge"
+
+
+def load_judge(layout: StorageLayout) -> tuple[Judge, dict]:
+    """The trained judge and its test metrics."""
+    folder = judge_dir(layout)
+    if not (folder / "judge.pt").exists():
+        raise FileNotFoundError(f"no judge at {folder}: materialize expression_judge first")
+    model, classes, _ = load_model(folder / "judge.pt")
+    return Judge(model, classes), json.loads((folder / "metrics.json").read_text())
+
+
+@dataclass
+class JudgeResult:
+    path: Path  # the saved model
+    test: dict  # metrics on the real test split
+    history: list[dict]
+    seconds: float
+
+
+def train_judge(data: dict[str, FaceTensors], out: Path, options: FitOptions,
+                log: Callable[[str], None] = print) -> JudgeResult:
+    """Train the compact CNN on data["train"] (class-weighted), keep the best epoch on
+    data["val"], score data["test"]; save judge.pt and metrics.json into `out`."""
+    train = data["train"]
+    model = build_model("cnn", len(train.classes), train.size, seed=options.seed)
+    result = fit(model, train, options, val=data["val"], log=log)
+    test = metrics(predict(result.model, data["test"], options.device),
+                   data["test"].labels.numpy(), train.classes)
+    test.update(best_epoch=result.best_epoch, seconds=round(result.seconds, 1),
+                train_rows=len(train), options=asdict(options))
+    out = Path(out)
+    path = save_model(out / "judge.pt", result.model, "cnn", train.classes, train.size,
+                      {"test_accuracy": test["accuracy"]})
+    storage.atomic_write_bytes(out / "metrics.json", json.dumps(
+        {**test, "history": result.history}, indent=2).encode())
+    storage.atomic_write_bytes(out / "confusion_matrix.png",
+                               confusion_png(test["confusion_matrix"], train.classes))
+    return JudgeResult(path, test, result.history, result.seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# the downstream command
+
+
+@dataclass
+class RunConfig:
+    data: str  # a published dataset folder, e.g. curated/fer7
+    out: str  # the run folder
+    model: Literal["cnn", "vit"] = "cnn"
+    synthetic: Literal["include", "exclude"] = "include"
+    epochs: int = 0  # 0: the model's default
+    batch_size: int = 128
+    optimizer: Literal["", "sgd", "adamw"] = ""  # "": the model's default
+    lr: float = 0.0  # 0: the model's default
+    weight_decay: float = -1.0  # -1: the model's default
+    label_smoothing: float = 0.1
+    class_weighted: bool = False
+    oversample: dict[str, float] = field(default_factory=dict)  # class -> draw factor
+    mix: Literal["", "none", "cutmix"] = ""
+    max_minutes: float = 0.0
+    max_steps: int = 0
+    patch_size: int = 6
+    device: str = "auto"
+    threads: int = 0  # torch threads (0: torch's default)
+    seed: int = 0
+
+    def fit_options(self) -> FitOptions:
+        defaults = MODEL_DEFAULTS[self.model]
+        return FitOptions(
+            epochs=self.epochs or defaults["epochs"], batch_size=self.batch_size,
+            optimizer=self.optimizer or defaults["optimizer"], lr=self.lr or defaults["lr"],
+            weight_decay=defaults["weight_decay"] if self.weight_decay < 0 else self.weight_decay,
+            label_smoothing=self.label_smoothing, class_weighted=self.class_weighted,
+            oversample=dict(self.oversample), mix=self.mix or defaults["mix"],
+            max_minutes=self.max_minutes, max_steps=self.max_steps, seed=self.seed,
+            device=resolve_device(self.device))
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def train_classifier(config: RunConfig, log: Callable[[str], None] = print) -> dict:
+    """Train on the published training split (synthetic rows per `config.synthetic`), keep the
+    best epoch on the real validation split, evaluate on the real test split; write
+    metrics.json, history.json, config.json, confusion_matrix.png and model.pt into the run
+    folder and return the metrics."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    started = time.perf_counter()
+    train = load_split(config.data, "train", synthetic=config.synthetic == "include")
+    val = load_split(config.data, "val", synthetic=False)
+    test = load_split(config.data, "test", synthetic=False)
+    options = config.fit_options()
+    model = build_model(config.model, len(train.classes), train.size, config.seed,
+                        config.patch_size)
+    result = fit(model, train, options, val=val, log=log)
+    scores = metrics(predict(result.model, test, options.device), test.labels.numpy(),
+                     test.classes)
+    synthetic_rows = int(train.synthetic.sum()) if train.synthetic is not None else 0
+    scores.update(model=config.model, seed=config.seed, train_rows=len(train),
+                  synthetic_rows=synthetic_rows, train_counts=dict(zip(
+                      train.classes, train.counts().tolist(), strict=True)),
+                  best_epoch=result.best_epoch, steps=result.steps,
+                  train_seconds=round(result.seconds, 1),
+                  seconds=round(time.perf_counter() - started, 1), device=options.device)
+    out = Path(config.out)
+    save_model(out / "model.pt", result.model, config.model, train.classes, train.size)
+    for name, value in (("metrics.json", scores), ("history.json", result.history),
+                        ("config.json", asdict(config))):
+        storage.atomic_write_bytes(out / name, json.dumps(value, indent=2).encode())
+    storage.atomic_write_bytes(out / "confusion_matrix.png",
+                               confusion_png(scores["confusion_matrix"], test.classes))
+    log(f"test accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}, "
+        f"disgust F1 {scores['disgust_f1']:.4f} -> {out}")
+    return scores
+
+
+def parse_oversample(text: str) -> dict[str, float]:
+    """"disgust=4,fear=2" -> {"disgust": 4.0, "fear": 2.0}."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        name, _, factor = part.partition("=")
+        out[name.strip()] = float(factor or 1)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> RunConfig:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    choices = {"model": ("cnn", "vit"), "synthetic": ("include", "exclude"),
+               "optimizer": ("", "sgd", "adamw"), "mix": ("", "none", "cutmix")}
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in ("data", "out"):
+            parser.add_argument(flag, required=True)
+        elif f.name == "oversample":
+            parser.add_argument(flag, type=parse_oversample, default={},
+                                help="classes drawn more often, e.g. disgust=4")
+        else:
+            default = getattr(RunConfig("", ""), f.name)
+            if isinstance(default, bool):
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            else:
+                parser.add_argument(flag, type=type(default), default=default,
+                                    choices=choices.get(f.name))
+    return RunConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    train_classifier(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
+
+
+# ---------------------------------------------------------------------------------------------
+# the downstream experiment: does synthetic disgust beat the cheap alternatives?
+
+# Each variant: whether the synthetic rows join training, the loss weighting, oversampling.
+VARIANTS: dict[str, dict] = {
+    "plain": {"synthetic": "exclude"},
+    "class_weighted": {"synthetic": "exclude", "class_weighted": True},
+    "oversampled": {"synthetic": "exclude", "oversample": "to_fear"},
+    "stargan": {"synthetic": "include"},
+    "stargan_weighted": {"synthetic": "include", "class_weighted": True},
+}
+RESULT_KEYS = ("accuracy", "macro_f1", "disgust_f1", "disgust_recall", "disgust_precision")
+
+
+def variant_config(data: str, out: str, variant: str, model: str, seed: int,
+                   **overrides) -> RunConfig:
+    """The run of one variant: `oversampled` draws disgust as often as the fear class has rows
+    (the count the StarGAN top-up aims at), with the usual flip + affine jitter."""
+    spec = dict(VARIANTS[variant])
+    if spec.get("oversample") == "to_fear":
+        counts = load_split(data, "train", synthetic=False)
+        n = dict(zip(counts.classes, counts.counts().tolist(), strict=True))
+        spec["oversample"] = {"disgust": n["fear"] / max(n["disgust"], 1)}
+    return RunConfig(data=data, out=out, model=model, seed=seed, **spec, **overrides)
+
+
+def run_record(variant: str, scores: dict) -> dict:
+    """The result file of one run: what the report tables need, and the full metrics."""
+    disgust = scores["per_class"]["disgust"]
+    return {"model": scores["model"], "variant": variant, "seed": scores["seed"],
+            "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+            "disgust_f1": disgust["f1"], "disgust_recall": disgust["recall"],
+            "disgust_precision": disgust["precision"], "train_rows": scores["train_rows"],
+            "synthetic_rows": scores["synthetic_rows"], "train_counts": scores["train_counts"],
+            "train_seconds": scores["train_seconds"], "best_epoch": scores["best_epoch"],
+            "device": scores["device"], "metrics": scores}
+
+
+def spread(values: list[float]) -> float:
+    """Sample standard deviation over seeds (0 for a single run)."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def summary_table(records: list[dict]) -> str:
+    """Markdown: mean ± standard deviation over seeds per model and variant."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["model"], r["variant"]), []).append(r)
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    lines = ["| model | variant | seeds | train rows (synthetic) | " + " | ".join(
+        k.replace("_", " ") for k in RESULT_KEYS) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(RESULT_KEYS)]
+    for (model, variant), runs in sorted(groups.items(), key=lambda kv: (kv[0][0],
+                                                                         order[kv[0][1]])):
+        cells = [f"{np.mean(v):.3f} ± {spread(v):.3f}"
+                 for v in ([r[key] for r in runs] for key in RESULT_KEYS)]
+        lines.append(f"| {model} | {variant} | {len(runs)} | {runs[0]['train_rows']:,} "
+                     f"({runs[0]['synthetic_rows']:,}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def disgust_f1_png(records: list[dict]) -> bytes:
+    """Disgust F1 per variant: mean with a bar of ± one standard deviation, and every seed."""
+    from fer_data.figures import figure_png, pyplot
+
+    models = sorted({r["model"] for r in records})
+    fig, ax = pyplot().subplots(figsize=(7, 3.4), dpi=100)
+    for m, model in enumerate(models):
+        for i, variant in enumerate(VARIANTS):
+            values = [r["disgust_f1"] for r in records
+                      if r["model"] == model and r["variant"] == variant]
+            if not values:
+                continue
+            x = i + (m - (len(models) - 1) / 2) * 0.3
+            ax.errorbar(x, np.mean(values), yerr=spread(values), fmt="o", capsize=4,
+                        color=f"C{m}", label=model if i == 0 else None)
+            ax.plot([x] * len(values), values, ".", color=f"C{m}", alpha=0.4)
+    ax.set_xticks(range(len(VARIANTS)), list(VARIANTS), rotation=15)
+    ax.set_ylabel("disgust F1 (real test split)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return figure_png(fig)

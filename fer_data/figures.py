@@ -1,0 +1,106 @@
+"""Matplotlib figures as PNG bytes: the one place that picks the backend and saves figures."""
+
+from __future__ import annotations
+
+import io
+
+
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported on first use: it is slow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(fig) -> bytes:
+    """Save a figure as PNG bytes (tight layout, no timestamp: the same figure, the same
+    bytes) and close it."""
+    plt = pyplot()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# the README's figures: `make figures` (after `make run`) regenerates every file in assets/
+
+GROUP_COLOURS = {"ingest": "#c6dbef", "faces": "#c7e9c0", "dedup": "#fdd0a2",
+                 "splits": "#fdae6b", "evaluate": "#dadaeb", "augment": "#fcbba1",
+                 "publish": "#d9d9d9"}
+
+
+def asset_graph_png(assets_defs) -> bytes:
+    """The asset graph, one column per depth, boxes coloured by group."""
+    deps, groups = {}, {}
+    for a in assets_defs:
+        for key in a.keys:
+            name = key.to_user_string()
+            deps[name] = sorted(k.to_user_string() for k in a.asset_deps[key])
+            groups[name] = a.group_names_by_key[key]
+    depth: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in depth:
+            depth[name] = 1 + max((level(d) for d in deps[name] if d in deps), default=-1)
+        return depth[name]
+
+    columns: dict[int, list[str]] = {}
+    for name in sorted(deps, key=lambda n: (level(n), n)):
+        columns.setdefault(depth[name], []).append(name)
+    where = {n: (x, -y) for x, names in columns.items() for y, n in enumerate(names)}
+    fig, ax = pyplot().subplots(figsize=(2.2 * len(columns), 0.9 + 0.8 * max(
+        len(v) for v in columns.values())), dpi=110)
+    for name, targets in deps.items():
+        for d in targets:
+            if d in where:
+                ax.annotate("", where[name], where[d], arrowprops={
+                    "arrowstyle": "->", "color": "#555555", "shrinkA": 38, "shrinkB": 38})
+    for name, (x, y) in where.items():
+        ax.text(x, y, name, ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round", "facecolor": GROUP_COLOURS.get(groups[name], "white")})
+    ax.set_xlim(-0.6, len(columns) - 0.4)
+    ax.set_ylim(-max(len(v) for v in columns.values()) + 0.4, 0.6)
+    ax.axis("off")
+    ax.set_title("fer-data assets (colour = group: " + ", ".join(GROUP_COLOURS) + ")",
+                 fontsize=8)
+    return figure_png(fig)
+
+
+def readme_figures(out_dir, class_set: str = "fer7") -> list[str]:
+    """Write assets/asset_graph.png, and the class balance and StarGAN translation grid of
+    the last `make run` (skipped, with a note, where that output does not exist)."""
+    from pathlib import Path
+
+    from fer_data import storage
+    from fer_data.augment import read_model_record
+    from fer_data.definitions import defs
+
+    out_dir = Path(out_dir)
+    layout = storage.StorageLayout.from_env()
+    written = [str(storage.atomic_write_bytes(out_dir / "asset_graph.png",
+                                              asset_graph_png(defs().assets)))]
+    copies = {"class_balance.png": Path(str(layout.curated_dir)) / class_set /
+              "class_balance.png"}
+    try:
+        checkpoint = Path(read_model_record(layout)["checkpoint"])
+        copies["translation_grid.png"] = checkpoint.parent / "translation_grid.png"
+    except FileNotFoundError as missing:
+        print(f"skipped translation_grid.png: {missing}")
+    for name, source in copies.items():
+        if source.exists():
+            written.append(str(storage.atomic_write_bytes(out_dir / name, source.read_bytes())))
+        else:
+            print(f"skipped {name}: {source} does not exist (run `make run` first)")
+    return written
+
+
+if __name__ == "__main__":
+    import sys
+
+    for path in readme_figures(sys.argv[1] if len(sys.argv) > 1 else "assets"):
+        print("wrote", path)

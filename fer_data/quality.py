@@ -1,0 +1,203 @@
+"""How good synthetic faces are, measured with the independent judge (an expression classifier
+trained on real training faces only, fer_data.evaluate) rather than the GAN's own
+discriminator, which the generator is trained to please:
+
+- hit rate: the share of translations into a class that the judge calls that class;
+- SSIM to the source face (structure kept: the same person, a new expression);
+- Frechet distance in the judge's feature space between synthetic and real test faces of the
+  target class, beside the same distance for real training faces (the floor) and for the
+  untranslated sources (the ceiling).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import linalg
+
+from fer_data.classifier import FaceTensors, predict_proba, to_float
+from stargan.generate import translate
+
+
+@dataclass
+class Judge:
+    """The judge model and its classes (label order)."""
+
+    model: torch.nn.Module
+    classes: tuple[str, ...]
+
+    def probabilities(self, faces: torch.Tensor) -> torch.Tensor:
+        """(N, classes) for uint8 faces (N, 1, S, S)."""
+        if len(faces) == 0:
+            return torch.zeros(0, len(self.classes))
+        return predict_proba(self.model, faces)
+
+    @torch.no_grad()
+    def features(self, faces: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+        """The judge's pooled penultimate features (N, D) of uint8 faces."""
+        self.model.eval()
+        out = [self.model.features(to_float(faces[i:i + batch_size]))
+               for i in range(0, len(faces), batch_size)]
+        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 1))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
+    """Mean structural similarity (Wang et al. 2004, Gaussian window) of each pair of uint8
+    gray faces (N, 1, S, S); 1 = identical. A 7-px window suits 48-px faces."""
+    a, b = a.double(), b.double()
+    x = torch.arange(window, dtype=torch.float64) - window // 2
+    g = torch.exp(-x**2 / (2 * sigma**2))
+    kernel = (g[:, None] * g[None, :] / g.sum() ** 2).view(1, 1, window, window)
+
+    def blur(t):
+        return F.conv2d(t, kernel)
+
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    value = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / \
+        ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return value.mean(dim=(1, 2, 3))
+
+
+def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^1/2) between two feature sets."""
+    if len(x) < 2 or len(y) < 2:
+        return math.nan
+    mu_x, mu_y = x.mean(0), y.mean(0)
+    s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    root, _ = linalg.sqrtm(s_x @ s_y, disp=False)
+    root = root.real
+    return float(((mu_x - mu_y) ** 2).sum() + np.trace(s_x + s_y - 2 * root))
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Faces (N, C, S, S) to size x size: the boundary between the published face size and the
+    generator's image size, so the two never have to agree."""
+    if images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)
+
+
+def to_uint8(images: torch.Tensor, size: int | None = None) -> np.ndarray:
+    """Generator output in [-1, 1] -> gray uint8 faces (N, S, S), resized to `size`."""
+    images = resize(images, size or images.shape[-1])
+    return ((images.squeeze(1).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+def to_gan(faces: torch.Tensor, image_size: int) -> torch.Tensor:
+    """uint8 faces -> the generator's input: [-1, 1] at its image size."""
+    return resize(to_float(faces), image_size)
+
+
+def from_gan(images: torch.Tensor, face_size: int) -> torch.Tensor:
+    """Generator output -> uint8 faces (N, 1, S, S) at the published face size."""
+    return torch.from_numpy(to_uint8(images, face_size)).unsqueeze(1)
+
+
+def fixed_sources(faces: FaceTensors, per_class: int, seed: int = 0) -> FaceTensors:
+    """Up to `per_class` faces of every class, drawn once with a seeded generator: the fixed
+    set every checkpoint and every report is measured on."""
+    rng = np.random.default_rng(seed)
+    labels = faces.labels.numpy()
+    rows = []
+    for k in range(len(faces.classes)):
+        members = np.flatnonzero(labels == k)
+        rows += sorted(rng.permutation(members)[:per_class].tolist())
+    return faces.subset(np.array(rows, dtype=np.int64))
+
+
+def translations(G, sources: FaceTensors, target: int, image_size: int) -> tuple[
+        torch.Tensor, torch.Tensor]:
+    """The sources of every class but `target`, and their translations into it (uint8)."""
+    keep = sources.labels != target
+    src = sources.images[keep]
+    fake = translate(G, to_gan(src, image_size), torch.full((len(src),), target),
+                     len(sources.classes))
+    return src, from_gan(fake, sources.size)
+
+
+def hit_rates(G, sources: FaceTensors, judge: Judge, image_size: int) -> dict[str, dict]:
+    """Per target class: the judge's hit rate and the mean SSIM of translations to source."""
+    out = {}
+    for k, name in enumerate(sources.classes):
+        src, fake = translations(G, sources, k, image_size)
+        if not len(src):
+            continue
+        predicted = judge.probabilities(fake).argmax(1)
+        out[name] = {"hit_rate": float((predicted == k).float().mean()),
+                     "ssim_to_source": float(ssim(fake, src).mean()), "faces": len(src)}
+    return out
+
+
+def checkpoint_scorer(sources: FaceTensors, judge: Judge, target: str, image_size: int,
+                      min_ssim: float = 0.5):
+    """A scorer for stargan.train: the judge's hit rate for `target` on the fixed sources,
+    scaled down when the translations stop looking like their sources (SSIM below min_ssim),
+    so that a generator drawing one caricature for everyone does not win."""
+    k = sources.classes.index(target)
+
+    def score(G) -> dict[str, float]:
+        src, fake = translations(G, sources, k, image_size)
+        hit = float((judge.probabilities(fake).argmax(1) == k).float().mean())
+        similarity = float(ssim(fake, src).mean())
+        return {"score": hit * min(1.0, similarity / min_ssim), "judge_hit_rate": hit,
+                "ssim_to_source": similarity}
+
+    return score
+
+
+def quality_report(G, image_size: int, judge: Judge, target: str, sources: FaceTensors,
+                   real_train: FaceTensors, real_test: FaceTensors,
+                   judge_metrics: dict) -> dict:
+    """The report's figures for the trained generator (the gate's figures are added by the
+    synthesis run)."""
+    k = judge.classes.index(target)
+    rates = hit_rates(G, sources, judge, image_size)
+    rates.setdefault(target, {"hit_rate": math.nan, "ssim_to_source": math.nan, "faces": 0})
+    src, fake = translations(G, sources, k, image_size)
+    test_target = real_test.images[real_test.labels == k]
+    train_target = real_train.images[real_train.labels == k]
+    feats = {name: judge.features(x) for name, x in (
+        ("synthetic", fake), ("real_test", test_target), ("real_train", train_target),
+        ("sources", src))}
+    return {
+        "target": target,
+        "judge_hit_rate": rates[target]["hit_rate"],
+        "judge_real_recall": judge_metrics["per_class"][target]["recall"],
+        "judge_test_accuracy": judge_metrics["accuracy"],
+        "ssim_to_source": rates[target]["ssim_to_source"],
+        "frechet_judge_features": {
+            "synthetic_vs_real_test": frechet_distance(feats["synthetic"], feats["real_test"]),
+            "real_train_vs_real_test (floor)": frechet_distance(feats["real_train"],
+                                                                feats["real_test"]),
+            "sources_vs_real_test (ceiling)": frechet_distance(feats["sources"],
+                                                               feats["real_test"]),
+        },
+        "by_target_class": rates,
+        "source_faces_per_class": int(sources.counts().max()) if len(sources) else 0,
+        "real_test_faces": int(len(test_target)),
+    }
+
+
+def hit_rate_plot_png(history: list[dict], target: str) -> bytes:
+    """The judge's hit rate and SSIM at each checkpoint against training minutes."""
+    from fer_data.figures import figure_png, pyplot
+
+    points = [h for h in history if "judge_hit_rate" in h]
+    fig, ax = pyplot().subplots(figsize=(6, 3.2), dpi=100)
+    minutes = [h["seconds"] / 60 for h in points]
+    ax.plot(minutes, [h["judge_hit_rate"] for h in points], "o-",
+            label=f"judge hit rate ({target})")
+    ax.plot(minutes, [h["ssim_to_source"] for h in points], "s--", label="SSIM to source")
+    ax.set_xlabel("training minutes")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return figure_png(fig)
