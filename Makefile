@@ -37,14 +37,15 @@ ui: $(STAMP)
 samples: $(STAMP)
 	$(PY) -m fer_data.samples -n $(or $(N),32)
 
+# FIGURES_FROM=/tmp/fer-real takes them from the real-data benches' run instead of `make run`'s
 figures: $(STAMP)
-	$(PY) -m fer_data.figures assets
+	$(PY) -m fer_data.figures assets $(if $(FIGURES_FROM),--work $(FIGURES_FROM))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check fer_data tests bench
 
 bench: $(STAMP)
-	for b in ingest frames faces dedup leaks stargan rerun; do $(PY) bench/$$b.py || exit 1; done
+	for b in ingest frames faces dedup leaks stargan_speed judge synthetic rerun; do $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(DAGSTER_HOME)/storage $(DAGSTER_HOME)/history $(DAGSTER_HOME)/schedules

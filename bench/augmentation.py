@@ -23,19 +23,11 @@ disgust_f1.png. On a CUDA machine: --device cuda --model vit.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from common import REPO
 
-from fer_data.evaluate import (
-    VARIANTS,
-    disgust_f1_png,
-    run_record,
-    summary_table,
-    train_classifier,
-    variant_config,
-)
+from fer_data.evaluate import VARIANTS, disgust_f1_png, run_experiment, summary_table
 
 RESULTS = REPO / "bench" / "results" / "augmentation"
 
@@ -52,24 +44,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
-    data = args.work / "curated" / "fer7"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    done = 0
-    for seed in args.seeds:  # seed-major: every variant gets a first seed before any a second
-        for variant in args.variants:
-            result = RESULTS / f"{args.model}_{variant}_seed{seed}.json"
-            if args.report_only or result.exists():
-                continue
-            if args.max_runs and done >= args.max_runs:
-                break
-            config = variant_config(str(data), str(args.work / "augmentation" / result.stem),
-                                    variant, args.model, seed, epochs=args.epochs,
-                                    max_minutes=args.max_minutes, device=args.device)
-            print(f"== {result.stem}", flush=True)
-            scores = train_classifier(config, log=lambda m: print("  " + m, flush=True))
-            result.write_text(json.dumps(run_record(variant, scores), indent=2))
-            done += 1
-    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*_seed*.json"))]
+    records = run_experiment(
+        args.work / "curated" / "fer7", RESULTS, args.work / "augmentation", args.model,
+        args.variants, tuple(args.seeds), -1 if args.report_only else args.max_runs,
+        log=lambda m: print(m, flush=True), epochs=args.epochs, max_minutes=args.max_minutes,
+        device=args.device)
     if not records:
         print("no results yet")
         return

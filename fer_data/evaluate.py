@@ -318,3 +318,27 @@ def disgust_f1_png(records: list[dict]) -> bytes:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return figure_png(fig)
+
+
+def run_experiment(data: str | Path, results: Path, runs: Path, model: str = "cnn",
+                   variants: list[str] | None = None, seeds: tuple[int, ...] = (0, 1, 2),
+                   max_runs: int = 0, log: Callable[[str], None] = print,
+                   **overrides) -> list[dict]:
+    """Train every variant x seed not yet in `results` (one JSON per run, so an interrupted
+    grid continues where it stopped; seed-major, so every variant has a first seed before any
+    has a second), then return all records there. `runs` holds the run folders."""
+    results.mkdir(parents=True, exist_ok=True)
+    done = 0
+    for seed in seeds:
+        for variant in variants or list(VARIANTS):
+            path = results / f"{model}_{variant}_seed{seed}.json"
+            if path.exists() or (max_runs and done >= max_runs):
+                continue
+            log(f"== {path.stem}")
+            config = variant_config(str(data), str(runs / path.stem), variant, model, seed,
+                                    **overrides)
+            scores = train_classifier(config, log=lambda m: log("  " + m))
+            storage.atomic_write_bytes(path, json.dumps(run_record(variant, scores),
+                                                        indent=2).encode())
+            done += 1
+    return [json.loads(p.read_text()) for p in sorted(results.glob("*_seed*.json"))]

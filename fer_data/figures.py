@@ -71,9 +71,10 @@ def asset_graph_png(assets_defs) -> bytes:
     return figure_png(fig)
 
 
-def readme_figures(out_dir, class_set: str = "fer7") -> list[str]:
-    """Write assets/asset_graph.png, and the class balance and StarGAN translation grid of
-    the last `make run` (skipped, with a note, where that output does not exist)."""
+def readme_figures(out_dir, work=None, class_set: str = "fer7") -> list[str]:
+    """Write assets/asset_graph.png, and copy the class balance, StarGAN translation grid and
+    judge hit-rate curve of a finished run: the last `make run`, or the pipeline run whose
+    storage/ and curated/ lie in `work` (as the real-data benches leave them)."""
     from pathlib import Path
 
     from fer_data import storage
@@ -81,26 +82,34 @@ def readme_figures(out_dir, class_set: str = "fer7") -> list[str]:
     from fer_data.definitions import defs
 
     out_dir = Path(out_dir)
-    layout = storage.StorageLayout.from_env()
+    layout = storage.StorageLayout.from_env(
+        storage_dir=str(Path(work) / "storage") if work else None,
+        curated_dir=str(Path(work) / "curated") if work else None)
     written = [str(storage.atomic_write_bytes(out_dir / "asset_graph.png",
                                               asset_graph_png(defs().assets)))]
     copies = {"class_balance.png": Path(str(layout.curated_dir)) / class_set /
               "class_balance.png"}
     try:
-        checkpoint = Path(read_model_record(layout)["checkpoint"])
-        copies["translation_grid.png"] = checkpoint.parent / "translation_grid.png"
+        folder = Path(read_model_record(layout)["checkpoint"]).parent
+        copies["translation_grid.png"] = folder / "translation_grid.png"
+        copies["judge_hit_rate.png"] = folder / "judge_hit_rate.png"
     except FileNotFoundError as missing:
-        print(f"skipped translation_grid.png: {missing}")
+        print(f"skipped the StarGAN figures: {missing}")
     for name, source in copies.items():
         if source.exists():
             written.append(str(storage.atomic_write_bytes(out_dir / name, source.read_bytes())))
         else:
-            print(f"skipped {name}: {source} does not exist (run `make run` first)")
+            print(f"skipped {name}: {source} does not exist (run the pipeline first)")
     return written
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    for path in readme_figures(sys.argv[1] if len(sys.argv) > 1 else "assets"):
+    parser = argparse.ArgumentParser(description="Regenerate the README's figures.")
+    parser.add_argument("out", nargs="?", default="assets")
+    parser.add_argument("--work", help="a folder with the storage/ and curated/ of a run "
+                        "(default: the last `make run`)")
+    args = parser.parse_args()
+    for path in readme_figures(args.out, args.work):
         print("wrote", path)

@@ -24,7 +24,7 @@ from fer_data.ingest import folder_fingerprint
 from fer_data.storage import StorageLayout
 
 # Assets too slow for every run: materialize them from the UI or `dagster asset materialize`.
-ON_DEMAND = {"vit_baseline"}
+ON_DEMAND = {"augmentation_experiment"}
 SUMMARY_KEYS = ("records", "rejects", "faces", "detection_rate", "kept", "label_conflict_clusters",
                 "test_accuracy", "profile", "step", "judge_hit_rate", "ssim_to_source",
                 "gate_pass_rate", "dagster/row_count")

@@ -113,3 +113,35 @@ def test_expression_judge_trains_on_real_training_faces_only(demo_pipeline):
             if e.asset_key.to_user_string() == "expression_judge"][0]
     assert meta["test_accuracy"].value == round(saved["accuracy"], 4)
     assert "confusion_matrix" in meta and "test_recall" in meta
+
+
+def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeline, tmp_path):
+    from fer_data.evaluate import VARIANTS, run_experiment, summary_table
+
+    root, _ = demo_pipeline
+    data = root / "curated" / "fer7"
+    results = tmp_path / "results"
+    first = run_experiment(data, results, tmp_path / "runs", seeds=(0,), log=lambda m: None,
+                           epochs=1, max_steps=2)
+    assert sorted(r["variant"] for r in first) == sorted(VARIANTS)
+    by = {r["variant"]: r for r in first}
+    real = load_split(data, "train", synthetic=False)
+    counts = dict(zip(real.classes, real.counts().tolist(), strict=True))
+    for variant, record in by.items():
+        with_synthetic = variant.startswith("stargan")
+        assert (record["synthetic_rows"] > 0) == with_synthetic
+        assert record["train_counts"]["disgust"] == (counts["fear"] if with_synthetic
+                                                     else counts["disgust"])
+        assert record.keys() >= {
+            "model", "variant", "seed", "accuracy", "macro_f1", "disgust_f1"}
+    config = json.loads((tmp_path / "runs" / "cnn_oversampled_seed0" / "config.json")
+                        .read_text())
+    assert config["oversample"] == {"disgust": counts["fear"] / counts["disgust"]}
+    assert json.loads((tmp_path / "runs" / "cnn_class_weighted_seed0" / "config.json")
+                      .read_text())["class_weighted"]
+    trained = []
+    again = run_experiment(data, results, tmp_path / "runs", seeds=(0,), log=trained.append,
+                           epochs=1, max_steps=2)
+    assert trained == [] and again == first  # resumed: nothing trained twice
+    table = summary_table(again)
+    assert table.count("| cnn |") == len(VARIANTS)

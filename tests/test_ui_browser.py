@@ -90,9 +90,9 @@ def test_materialize_all_from_the_ui_and_see_the_curated_preview(dagster_dev):
         page.wait_for_timeout(3000)
         if page.get_by_role("button", name="Skip").count():  # newsletter prompt, first visit
             page.get_by_role("button", name="Skip").click()
-        # everything but the on-demand ViT baseline
+        # everything but the on-demand augmentation experiment
         page.locator(".CodeMirror").first.click()
-        page.keyboard.type("not key:vit_baseline")
+        page.keyboard.type("not key:augmentation_experiment")
         page.keyboard.press("Enter")
         expect(page.get_by_text("publish").first).to_be_visible(timeout=30_000)
         page.wait_for_timeout(2000)

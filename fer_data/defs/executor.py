@@ -19,9 +19,10 @@ from dagster import ExecutorDefinition, Field, in_process_executor, multiprocess
 
 EXECUTORS = ("multiprocess", "in_process", "k8s", "celery_k8s")
 
-# Per-step settings for the GPU steps (StarGAN, the ViT baseline). On Kubernetes the pod asks for
-# one GPU, so only GPU nodes can take it, and tolerates the taint GPU node pools usually carry;
-# on Celery the step goes to the "gpu" queue, which only workers on GPU nodes consume.
+# Per-step settings for the GPU steps (StarGAN, the augmentation experiment). On Kubernetes
+# the pod asks for one GPU, so only GPU nodes can take it, and tolerates the taint GPU node
+# pools usually carry; on Celery the step goes to the "gpu" queue, which only workers on GPU
+# nodes consume.
 # Locally the "gpu" pool (dagster.yaml) runs them one at a time.
 GPU_STEP_TAGS = {
     "dagster-k8s/config": {

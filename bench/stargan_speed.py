@@ -1,7 +1,7 @@
 """StarGAN training speed: iterations/s and peak memory for the smoke and full profiles on this
 machine's device, each beside a plain eager run of the same config, in one invocation.
 
-    python bench/stargan.py [--iters 60] [--device cpu|cuda]
+    python bench/stargan_speed.py [--iters 60] [--device cpu|cuda]
 
 Every config runs in its own process (so peak RSS is its own), on random 1-channel faces; the
 "variant" column is channels_last memory format (CPU) or bf16 autocast + channels_last (CUDA).
