@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from fer_data.frames import FrameOptions, extract_frames  # noqa: E402
 from fer_data.phash import phash_batch, to_hex  # noqa: E402

@@ -20,7 +20,6 @@ import pandas as pd
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from fer_data.ingest import ingest_dataset  # noqa: E402
 

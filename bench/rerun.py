@@ -21,7 +21,6 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from dagster import DagsterInstance  # noqa: E402
 

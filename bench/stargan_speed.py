@@ -19,9 +19,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 
 def run_one(spec: dict) -> dict:
     import torch
@@ -66,14 +63,15 @@ def main() -> None:
     args = parser.parse_args()
     rows = [
         ("smoke (48px, conv 16, 2 res)", "smoke", {}, args.iters),
+        ("cpu (48px, conv 32, 3 res, n_critic 1)", "cpu", {}, max(args.iters // 3, 10)),
         ("48px, conv 32, 6 res", "smoke", {"g_conv_dim": 32, "d_conv_dim": 32,
                                            "g_repeat_num": 6}, max(args.iters // 3, 10)),
         ("full (64px, conv 64, 6 res)", "full", {},
          args.iters * (20 if args.device == "cuda" else 1) // 6 or 5),
     ]
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          "batch 16, n_critic 5")
-    print(f"{'config':32}{'iters':>6}{'eager it/s':>12}{'variant it/s':>14}{'ratio':>7}"
+          "batch 16, n_critic 5 unless named")
+    print(f"{'config':40}{'iters':>6}{'eager it/s':>12}{'variant it/s':>14}{'ratio':>7}"
           f"{'peak MB (eager)':>17}")
     for name, profile, override, iters in rows:
         results = []
@@ -84,7 +82,7 @@ def main() -> None:
                                  capture_output=True, text=True, check=True)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         eager, variant = results
-        print(f"{name:32}{iters:>6}{eager['it_s']:>12.2f}{variant['it_s']:>14.2f}"
+        print(f"{name:40}{iters:>6}{eager['it_s']:>12.2f}{variant['it_s']:>14.2f}"
               f"{variant['it_s'] / eager['it_s']:>7.2f}{eager['peak_mb']:>17,.0f}")
 
 

@@ -46,17 +46,6 @@ def translate(G: Generator, images: torch.Tensor, targets: torch.Tensor, c_dim: 
 
 
 @torch.no_grad()
-def domain_probabilities(D: Discriminator, images: torch.Tensor,
-                         batch_size: int = 64) -> torch.Tensor:
-    """Softmax of the discriminator's domain-classification head, (N, c_dim)."""
-    D.eval()
-    device = next(D.parameters()).device
-    out = [torch.softmax(D(images[i:i + batch_size].to(device))[1], dim=1).cpu()
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out)
-
-
-@torch.no_grad()
 def realism_scores(D: Discriminator, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """The discriminator's real/fake output averaged over its patches, (N,): higher = more like
     the real training faces."""
