@@ -1,7 +1,7 @@
 """The expression judge on real data: accuracy against training minutes, and what pays on this
 CPU.
 
-    .venv/bin/python bench/judge.py [--work /tmp/fer-real] [--epochs 12] [--minutes 15]
+    .venv/bin/python bench/judge.py [--work /tmp/fer-real] [--epochs 10] [--minutes 0]
 
 The real FER2013 image export + CK+48 go through the pipeline (raw_images, face_crops,
 face_index, splits; reused from an earlier run in --work), then:

@@ -48,7 +48,7 @@ from fer_data.storage import StorageLayout
 # (measured best on 2 CPU cores, bench/judge.py), ViT-Tiny with AdamW + CutMix (the source
 # project's recipe).
 MODEL_DEFAULTS: dict[str, dict] = {
-    "cnn": {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "mix": "none", "epochs": 12},
+    "cnn": {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4, "mix": "none", "epochs": 10},
     "vit": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "mix": "cutmix",
             "epochs": 30},
 }

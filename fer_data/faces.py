@@ -67,12 +67,17 @@ class MtcnnDetector:
     one large face. So a first pass looks only for faces of at least `first_pass_fraction` of
     the image's shorter side, and only images where it finds no confident face go through the
     whole pyramid down to `min_face_size`. Off by default (0): on real photos and frames at KDEF
-    size it picked a different face box (IoU < 0.9) on 30% of them (bench/faces.py)."""
+    size it picked a different face box (IoU < 0.9) on 30% of them (bench/faces.py).
+
+    Downscaled: with `detect_side` > 0, an image whose shorter side is longer is detected on a
+    copy resized so that side is `detect_side` pixels, and the boxes and landmarks are mapped
+    back; faces smaller than min_face_size / scale (at least 12 px in the copy) are not found."""
 
     device: str = "cpu"
     batch_size: int = 16
     min_face_size: int = 20
     first_pass_fraction: float = 0.0
+    detect_side: int = 0
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     confident_score: float = 0.95
     name: str = "mtcnn"
@@ -101,16 +106,30 @@ class MtcnnDetector:
 
     def _detect(self, images: Sequence[np.ndarray], indices: list[int], min_face_size: int,
                 results: list[list[Face]]) -> None:
-        """MTCNN on images[indices] down to faces of min_face_size pixels, into results."""
-        self.model.min_face_size = min_face_size
+        """MTCNN on images[indices] (all of one size) down to faces of min_face_size pixels,
+        into results; on a downscaled copy when detect_side asks for it."""
+        if not indices:
+            return
+        short = min(images[indices[0]].shape[:2])
+        scale = self.detect_side / short if 0 < self.detect_side < short else 1.0
+        self.model.min_face_size = max(12, round(min_face_size * scale)) if scale < 1 \
+            else min_face_size
         for start in range(0, len(indices), self.batch_size):
             chunk = indices[start:start + self.batch_size]
-            batch = np.stack([_rgb(images[i]) for i in chunk])
+            batch = np.stack([_rgb(_scaled(images[i], scale)) for i in chunk])
             boxes, probs, points = self.model.detect(batch, landmarks=True)
             for i, b, p, pts in zip(chunk, boxes, probs, points, strict=True):
                 results[i] = [] if b is None else [
-                    Face(tuple(map(float, bb)), float(pp), np.asarray(lm))
+                    Face(tuple(float(v) / scale for v in bb), float(pp),
+                         np.asarray(lm) / scale)
                     for bb, pp, lm in zip(b, p, pts, strict=True)]
+
+
+def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
 @dataclass

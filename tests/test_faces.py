@@ -189,3 +189,16 @@ def test_materialize_ravdess_frames_and_face_crops_on_demo(demo_raw, tmp_path):
     assert crop.shape == (48, 48)
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
     assert meta["preview"].value.startswith("![jaffe face crops](data:image/png;base64,")
+
+
+def test_downscaled_mtcnn_maps_boxes_and_landmarks_back_to_the_full_image():
+    import cv2
+
+    images = [cv2.resize(drawn(roll, seed), (480, 480)) for roll, seed in [(0, 1), (6, 2)]]
+    full = MtcnnDetector().detect(images)
+    small = MtcnnDetector(detect_side=160).detect(images)
+    for a, b in zip(full, small, strict=True):
+        fa, fb = choose_face(a, 0.9), choose_face(b, 0.9)
+        assert fa is not None and fb is not None
+        assert iou(fa.box, fb.box) > 0.85  # in full-image pixels, not the copy's
+        assert np.abs(fa.landmarks - fb.landmarks).max() < 480 * 0.03
