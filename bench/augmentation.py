@@ -27,7 +27,13 @@ from pathlib import Path
 
 from common import REPO
 
-from fer_data.evaluate import VARIANTS, disgust_f1_png, run_experiment, summary_table
+from fer_data.evaluate import (
+    VARIANTS,
+    disgust_f1_png,
+    run_experiment,
+    summary_table,
+    training_rows_table,
+)
 
 RESULTS = REPO / "bench" / "results" / "augmentation"
 
@@ -55,7 +61,7 @@ def main() -> None:
     if not records:
         print("no results yet")
         return
-    table = summary_table(records)
+    table = summary_table(records) + "\n\n" + training_rows_table(records)
     (RESULTS / "report.md").write_text(table + "\n")
     (RESULTS / "disgust_f1.png").write_bytes(disgust_f1_png(records))
     print(table)

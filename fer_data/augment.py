@@ -1,6 +1,8 @@
-"""Augment stage: train StarGAN on the curated training faces, then translate faces of other
+"""Augment stage: train StarGAN on the real training faces (each checkpoint rated by the
+independent judge, the best kept with its quality report), then translate faces of other
 classes into the rare target class (disgust by default) until it reaches its target count,
-keeping only outputs that pass a quality gate."""
+keeping only outputs that pass the gate: the judge agrees, the discriminator finds them as real
+as real faces, and they copy neither their source nor any real face."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import pyarrow.compute as pc
 import torch
 
 from fer_data import storage
-from fer_data.classifier import FaceTensors
+from fer_data.classifier import FaceTensors, from_pngs, to_float
 from fer_data.faces import load_face_crops
 from fer_data.figures import figure_png, pyplot
 from fer_data.hash_search import near_pairs
@@ -67,13 +69,10 @@ def training_faces(faces: pa.Table, splits: pa.Table, class_set: str = "fer7",
     rows = rows.filter(pa.array(keep))
     rows = rows.set_column(rows.schema.get_field_index("label"), "label",
                            pa.array([m for m in mapped if m is not None]))
-    pixels = np.stack([decode_png(b) for b in rows["face"].to_pylist()]) if rows.num_rows else \
-        np.zeros((0, 48, 48), np.uint8)
-    images = torch.from_numpy(pixels).float().div(127.5).sub(1.0).unsqueeze(1)
-    labels = torch.tensor([classes.index(x) for x in rows["label"].to_pylist()])
-    face_size = int(images.shape[-1])
-    return TrainingFaces(resize(images, image_size or face_size), labels, rows, classes,
-                         face_size)
+    faces = from_pngs(rows["face"].to_pylist(),
+                      [classes.index(x) for x in rows["label"].to_pylist()], classes)
+    return TrainingFaces(resize(to_float(faces.images), image_size or faces.size), faces.labels,
+                         rows, classes, faces.size)
 
 
 def load_training_faces(layout: StorageLayout, class_set: str = "fer7",

@@ -297,6 +297,23 @@ def summary_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def training_rows_table(records: list[dict]) -> str:
+    """Markdown: training rows per class, real only and with the StarGAN top-up."""
+    plain = next((r for r in records if r["synthetic_rows"] == 0), None)
+    topped = next((r for r in records if r["synthetic_rows"] > 0), None)
+    if plain is None:
+        return ""
+    classes = list(plain["train_counts"])
+    lines = ["| training rows | " + " | ".join(classes) + " | all |",
+             "|---|" + "---:|" * (len(classes) + 1)]
+    for name, r in (("real", plain), ("real + synthetic", topped)):
+        if r is not None:
+            counts = [r["train_counts"][c] for c in classes]
+            lines.append(f"| {name} | " + " | ".join(f"{n:,}" for n in counts)
+                         + f" | {sum(counts):,} |")
+    return "\n".join(lines)
+
+
 def disgust_f1_png(records: list[dict]) -> bytes:
     """Disgust F1 per variant: mean with a bar of ± one standard deviation, and every seed."""
     from fer_data.figures import figure_png, pyplot

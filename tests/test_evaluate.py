@@ -116,7 +116,7 @@ def test_expression_judge_trains_on_real_training_faces_only(demo_pipeline):
 
 
 def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeline, tmp_path):
-    from fer_data.evaluate import VARIANTS, run_experiment, summary_table
+    from fer_data.evaluate import VARIANTS, run_experiment, summary_table, training_rows_table
 
     root, _ = demo_pipeline
     data = root / "curated" / "fer7"
@@ -145,3 +145,5 @@ def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeli
     assert trained == [] and again == first  # resumed: nothing trained twice
     table = summary_table(again)
     assert table.count("| cnn |") == len(VARIANTS)
+    rows = training_rows_table(again).splitlines()
+    assert rows[2].startswith("| real |") and rows[3].startswith("| real + synthetic |")

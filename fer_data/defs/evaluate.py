@@ -25,6 +25,7 @@ from fer_data.evaluate import (
     split_faces,
     summary_table,
     train_judge,
+    training_rows_table,
 )
 from fer_data.previews import markdown_image
 
@@ -115,6 +116,7 @@ def augmentation_experiment(context: AssetExecutionContext, config: ExperimentCo
     records = [r for r in records if r["model"] == config.model]
     return MaterializeResult(metadata={
         "comparison": MetadataValue.md(summary_table(records)),
+        "training_rows": MetadataValue.md(training_rows_table(records)),
         "disgust_f1": MetadataValue.md(markdown_image(disgust_f1_png(records), "disgust F1")),
         "runs": len(records),
         "results": MetadataValue.path(str(folder / "results")),
