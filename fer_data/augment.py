@@ -179,7 +179,9 @@ def round_robin_sources(rows: pa.Table, target: str, seed: int) -> list[int]:
 
 @dataclass(frozen=True)
 class GateOptions:
-    min_target_prob: float = 0.5  # the independent judge's probability for the target class
+    # the independent judge must rank the target first (the criterion its recall on real
+    # disgust test faces is measured with) and give it at least this probability
+    min_target_prob: float = 0.0
     # the discriminator's realism score must reach this quantile of its scores for real
     # training faces (0.01: as face-like as the least face-like 1% of real faces)
     min_realism_quantile: float = 0.01
@@ -210,8 +212,8 @@ def realism_floor(trained: Trained, data: TrainingFaces, gate: GateOptions, seed
 def synthesize(trained: Trained, data: TrainingFaces, target: str, needed: int,
                generator_id: str, seed: int, gate: GateOptions, judge: Judge) -> SynthesisResult:
     """Translate sources round-robin into `target` until `needed` faces pass the gate: the judge
-    gives the target at least min_target_prob, the discriminator finds the face as real as real
-    faces (realism floor), and it is neither a copy of its source nor of any real face."""
+    ranks the target first (with at least min_target_prob), the discriminator finds the face as
+    real as real faces (realism floor), and it copies neither its source nor any real face."""
     if tuple(judge.classes) != tuple(data.classes):
         raise ValueError(f"the judge predicts {judge.classes}, the generator {data.classes}: "
                          "materialize expression_judge with the same class_set")
@@ -232,13 +234,16 @@ def synthesize(trained: Trained, data: TrainingFaces, target: str, needed: int,
         fake = translate(trained.G, data.images[batch], torch.full((len(batch),), c_target),
                          trained.config.c_dim)
         pixels = to_uint8(fake, data.face_size)
-        probs = judge.probabilities(torch.from_numpy(pixels).unsqueeze(1))[:, c_target].numpy()
+        all_probs = judge.probabilities(torch.from_numpy(pixels).unsqueeze(1))
+        probs = all_probs[:, c_target].numpy()
+        top = (all_probs.argmax(1) == c_target).numpy()
         realism = realism_scores(trained.D, fake).numpy()
         hashes = phash_batch(list(pixels))
         from_source = hamming(hashes, real_hashes[batch])
         memorized = _near_any(hashes, real_hashes, gate.min_real_distance - 1)
         for k, i in enumerate(batch):
-            reason = _gate(probs[k], realism[k] >= floor, from_source[k], memorized[k], gate)
+            reason = _gate(probs[k], bool(top[k]), realism[k] >= floor, from_source[k],
+                           memorized[k], gate)
             if reason or len(accepted) >= needed:
                 rejects.append({"dataset": "stargan", "source_path": ids[i], "stage": "augment",
                                 "reason": reason or "not_needed",
@@ -260,9 +265,9 @@ def sources_by_class(data: TrainingFaces, synthetic: pa.Table) -> dict[str, int]
     return dict(Counter(label[s] for s in synthetic["source_image_id"].to_pylist()))
 
 
-def _gate(prob: float, face_like: bool, from_source: int, memorized: bool,
+def _gate(prob: float, top: bool, face_like: bool, from_source: int, memorized: bool,
           gate: GateOptions) -> str | None:
-    if prob < gate.min_target_prob:
+    if not top or prob < gate.min_target_prob:
         return "low_target_probability"
     if not face_like:
         return "not_face_like"

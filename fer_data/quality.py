@@ -71,7 +71,7 @@ def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
         return math.nan
     mu_x, mu_y = x.mean(0), y.mean(0)
     s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    root, _ = linalg.sqrtm(s_x @ s_y, disp=False)
+    root = linalg.sqrtm(s_x @ s_y)
     root = root.real
     return float(((mu_x - mu_y) ** 2).sum() + np.trace(s_x + s_y - 2 * root))
 

@@ -155,7 +155,8 @@ def test_synthetic_faces_pass_the_judge_gate_balance_training_and_trace_provenan
     faces = from_pngs(synthetic["face"].tolist(), [1] * len(synthetic), judge.classes)
     probs = judge.probabilities(faces.images)[:, 1].numpy()
     assert np.allclose(probs, synthetic["target_probability"], atol=1e-4)
-    assert (probs >= 0.5).all()
+    top = judge.probabilities(faces.images).argmax(1).numpy()
+    assert (top == 1).all()  # the judge ranks disgust first for every published one
     sources = data.rows.to_pandas().set_index("image_id").loc[synthetic["source_image_id"]]
     assert (sources["label"] != "disgust").all()
     assert sources["label"].nunique() >= 4  # drawn round-robin over classes
@@ -188,11 +189,12 @@ def test_gate_rejects_name_their_reason():
     from fer_data.augment import GateOptions, _gate
 
     gate = GateOptions(min_target_prob=0.5, min_source_distance=6)
-    assert _gate(0.4, True, 20, False, gate) == "low_target_probability"
-    assert _gate(0.9, False, 20, False, gate) == "not_face_like"
-    assert _gate(0.9, True, 3, False, gate) == "copy_of_source"
-    assert _gate(0.9, True, 20, True, gate) == "memorized"
-    assert _gate(0.9, True, 20, False, gate) is None
+    assert _gate(0.4, True, True, 20, False, gate) == "low_target_probability"
+    assert _gate(0.6, False, True, 20, False, gate) == "low_target_probability"  # not top
+    assert _gate(0.9, True, False, 20, False, gate) == "not_face_like"
+    assert _gate(0.9, True, True, 3, False, gate) == "copy_of_source"
+    assert _gate(0.9, True, True, 20, True, gate) == "memorized"
+    assert _gate(0.9, True, True, 20, False, gate) is None
 
 
 def test_round_robin_spreads_over_classes_and_subjects():

@@ -105,8 +105,8 @@ class SynthesisConfig(Config):
     target_class: str = Field("disgust", description="The class to top up.")
     target_count: str = Field("fear", description="Bring the target class up to this class's "
                               "training count, 'max' (the largest class) or a number.")
-    min_target_prob: float = Field(0.5, description="Gate: the judge's probability for the "
-                                   "target class.")
+    min_target_prob: float = Field(0.0, description="Gate: the judge must rank the target "
+                                   "class first and give it at least this probability.")
     min_realism_quantile: float = Field(0.01, description="Gate: the discriminator's realism "
                                         "score must reach this quantile of real faces' scores.")
     min_source_distance: int = Field(6, description="Gate: pHash bits from the source face.")
