@@ -67,10 +67,12 @@ PROFILES: dict[str, TrainConfig] = {
     "smoke": TrainConfig(g_conv_dim=16, d_conv_dim=16, g_repeat_num=2, batch_size=16,
                          g_lr=5e-4, d_lr=5e-4, num_iters=600, num_iters_decay=300,
                          checkpoint_every=200, log_every=50),
-    # 2 CPU cores, about 40 minutes on ~26k faces at 48 px (2.7 it/s, bench/stargan_speed.py). Deviations from the official
-    # recipe, each to get usable faces in that budget: half the widths and 3 residual blocks
-    # (about 3x cheaper per step), one critic step per generator step (StarGAN v2 also trains
-    # with n_critic = 1) so the generator gets 5x the updates, and 2x the learning rate.
+    # 2 CPU cores, about 35 minutes on ~26k faces at 48 px (2.7-2.9 it/s,
+    # bench/stargan_speed.py). Deviations from the official recipe, each meant to get usable
+    # faces in that budget (on real faces it did not yet: README, "Measured on real faces"):
+    # half the widths and 3 residual blocks (about 3x cheaper per step), one critic step per
+    # generator step (StarGAN v2 also trains with n_critic = 1) so the generator gets 5x the
+    # updates, and 2x the learning rate.
     "cpu": TrainConfig(g_conv_dim=32, d_conv_dim=32, g_repeat_num=3, batch_size=16,
                        n_critic=1, g_lr=2e-4, d_lr=2e-4, num_iters=6000, num_iters_decay=3000,
                        checkpoint_every=500, log_every=100, channels_last=True),
