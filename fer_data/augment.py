@@ -41,7 +41,15 @@ from fer_data.quality import (
 from fer_data.schema import SYNTHETIC, reject_table
 from fer_data.storage import StorageLayout
 from stargan.generate import Trained, load_trained, realism_scores, translate
-from stargan.train import BEST, PROFILES, TrainConfig, file_sha256, train
+from stargan.train import (
+    BEST,
+    CHECKPOINT,
+    PROFILES,
+    TrainConfig,
+    file_sha256,
+    load_checkpoint,
+    train,
+)
 
 TRAINING_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id", "face", "phash"]
 
@@ -380,7 +388,7 @@ def train_generator(layout: StorageLayout, profile: str, class_set: str, judge: 
     sources = fixed_sources(real["val"], REPORT_SOURCES, seed + 1)
     report = quality_report(trained.G, config.image_size, judge, target, sources, real["train"],
                             real["test"], judge_metrics)
-    history = load_trained(last).history
+    history = load_checkpoint(last)["history"]  # the whole run's, not just the chosen one's
     report.update(profile=profile, step=trained.step, checkpoint=str(chosen),
                   sha256=file_sha256(chosen),
                   training_minutes=round(max((h.get("seconds", 0) for h in history),
@@ -444,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     profile = resolve_profile(args.profile, len(real["train"]), torch.cuda.is_available())
     run = train_generator(layout, profile, args.class_set, judge, judge_metrics, real,
                           seed=args.seed, device=args.device, max_minutes=args.max_minutes)
-    done = load_trained(run.checkpoint.parent / "checkpoint.pt").step >= \
+    done = load_checkpoint(run.checkpoint.parent / CHECKPOINT)["step"] >= \
         run.trained.config.num_iters
     keys = ("judge_hit_rate", "judge_real_recall", "ssim_to_source", "training_minutes")
     print(json.dumps({k: run.report[k] for k in keys}, indent=2))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,14 @@ from torch import nn
 
 from fer_data.images import decode_png
 from fer_data.storage import SUCCESS
+
+
+def inverse_frequency(counts: np.ndarray, power: float = 1.0) -> torch.Tensor:
+    """Loss weights (n / (classes * count)) ** power per class, 0 for a class with no rows:
+    power 1 weighs every class equally, 0.5 (square root) halfway."""
+    counts = np.asarray(counts, dtype=float)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
+    return torch.tensor(weights ** power, dtype=torch.float32)
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,7 @@ class FaceTensors:
         return np.bincount(self.labels.numpy(), minlength=len(self.classes))
 
     def class_weights(self, power: float = 1.0) -> torch.Tensor:
-        """Inverse-frequency weights (n / (classes * count)) ** power, 0 for a class with no
-        rows: power 1 weighs every class equally, 0.5 (square root) halfway."""
-        counts = self.counts().astype(float)
-        weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(counts), 0.0)
-        return torch.tensor(weights ** power, dtype=torch.float32)
+        return inverse_frequency(self.counts(), power)
 
     def subset(self, rows: np.ndarray | torch.Tensor) -> "FaceTensors":
         rows = torch.as_tensor(rows)
@@ -79,12 +84,11 @@ def load_split(root: str | Path, split: str, synthetic: bool = True) -> FaceTens
                                 "marker): run the pipeline to publish it")
     table = pq.read_table(root / f"{split}.parquet", columns=["image", "label", "is_synthetic"])
     classes = tuple(json.loads(table.schema.metadata[b"fer_data"])["classes"])
-    is_synthetic = table.column("is_synthetic").to_pylist()
-    keep = [i for i, s in enumerate(is_synthetic) if synthetic or not s]
-    images = table.column("image").to_pylist()
-    labels = table.column("label").to_pylist()
-    return from_pngs([images[i]["bytes"] for i in keep], [labels[i] for i in keep], classes,
-                     [bool(is_synthetic[i]) for i in keep])
+    if not synthetic:
+        table = table.filter(pc.invert(table["is_synthetic"]))
+    return from_pngs([image["bytes"] for image in table.column("image").to_pylist()],
+                     table.column("label").to_pylist(), classes,
+                     table.column("is_synthetic").to_pylist())
 
 
 # ---------------------------------------------------------------------------------------------

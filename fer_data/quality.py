@@ -113,26 +113,38 @@ def fixed_sources(faces: FaceTensors, per_class: int, seed: int = 0) -> FaceTens
     return faces.subset(np.array(rows, dtype=np.int64))
 
 
-def translations(G, sources: FaceTensors, target: int, image_size: int) -> tuple[
-        torch.Tensor, torch.Tensor]:
-    """The sources of every class but `target`, and their translations into it (uint8)."""
-    keep = sources.labels != target
-    src = sources.images[keep]
-    fake = translate(G, to_gan(src, image_size), torch.full((len(src),), target),
-                     len(sources.classes))
-    return src, from_gan(fake, sources.size)
+@dataclass
+class Translated:
+    """The sources of every class but one, their translations into it (uint8), and how the
+    judge sees them."""
+
+    source: torch.Tensor
+    fake: torch.Tensor
+    hit_rate: float  # share the judge ranks as the target class
+    ssim_to_source: float
+
+    def scores(self) -> dict:
+        return {"hit_rate": self.hit_rate, "ssim_to_source": self.ssim_to_source,
+                "faces": len(self.source)}
+
+
+def translated(G, sources: FaceTensors, target: int, judge: Judge,
+               image_size: int) -> Translated:
+    """Translate the sources of every class but `target` into it and judge the result."""
+    src = sources.images[sources.labels != target]
+    fake = from_gan(translate(G, to_gan(src, image_size), torch.full((len(src),), target),
+                              len(sources.classes)), sources.size)
+    hit = (judge.probabilities(fake).argmax(1) == target).float().mean()
+    return Translated(src, fake, float(hit), float(ssim(fake, src).mean()))
 
 
 def hit_rates(G, sources: FaceTensors, judge: Judge, image_size: int) -> dict[str, dict]:
     """Per target class: the judge's hit rate and the mean SSIM of translations to source."""
     out = {}
     for k, name in enumerate(sources.classes):
-        src, fake = translations(G, sources, k, image_size)
-        if not len(src):
-            continue
-        predicted = judge.probabilities(fake).argmax(1)
-        out[name] = {"hit_rate": float((predicted == k).float().mean()),
-                     "ssim_to_source": float(ssim(fake, src).mean()), "faces": len(src)}
+        result = translated(G, sources, k, judge, image_size)
+        if len(result.source):
+            out[name] = result.scores()
     return out
 
 
@@ -144,11 +156,9 @@ def checkpoint_scorer(sources: FaceTensors, judge: Judge, target: str, image_siz
     k = sources.classes.index(target)
 
     def score(G) -> dict[str, float]:
-        src, fake = translations(G, sources, k, image_size)
-        hit = float((judge.probabilities(fake).argmax(1) == k).float().mean())
-        similarity = float(ssim(fake, src).mean())
-        return {"score": hit * min(1.0, similarity / min_ssim), "judge_hit_rate": hit,
-                "ssim_to_source": similarity}
+        result = translated(G, sources, k, judge, image_size)
+        return {"score": result.hit_rate * min(1.0, result.ssim_to_source / min_ssim),
+                "judge_hit_rate": result.hit_rate, "ssim_to_source": result.ssim_to_source}
 
     return score
 
@@ -159,14 +169,15 @@ def quality_report(G, image_size: int, judge: Judge, target: str, sources: FaceT
     """The report's figures for the trained generator (the gate's figures are added by the
     synthesis run)."""
     k = judge.classes.index(target)
-    rates = hit_rates(G, sources, judge, image_size)
+    results = {name: translated(G, sources, j, judge, image_size)
+               for j, name in enumerate(sources.classes)}
+    rates = {name: r.scores() for name, r in results.items() if len(r.source)}
     rates.setdefault(target, {"hit_rate": math.nan, "ssim_to_source": math.nan, "faces": 0})
-    src, fake = translations(G, sources, k, image_size)
     test_target = real_test.images[real_test.labels == k]
     train_target = real_train.images[real_train.labels == k]
     feats = {name: judge.features(x) for name, x in (
-        ("synthetic", fake), ("real_test", test_target), ("real_train", train_target),
-        ("sources", src))}
+        ("synthetic", results[target].fake), ("real_test", test_target),
+        ("real_train", train_target), ("sources", results[target].source))}
     return {
         "target": target,
         "judge_hit_rate": rates[target]["hit_rate"],

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from fer_data.classifier import inverse_frequency
 from fer_data.storage import SUCCESS
 
 
@@ -71,7 +72,4 @@ class CuratedFaces(Dataset):
     def class_weights(self) -> torch.Tensor:
         """Inverse-frequency weights n / (classes * count) for a weighted loss; 0 for a class
         with no rows."""
-        counts = np.bincount(self.labels, minlength=len(self.classes)).astype(float)
-        weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(self.classes),
-                           0.0)
-        return torch.tensor(weights, dtype=torch.float32)
+        return inverse_frequency(np.bincount(self.labels, minlength=len(self.classes)))
