@@ -59,25 +59,17 @@ class Detector(Protocol):
 
 @dataclass
 class MtcnnDetector:
-    """facenet-pytorch's MTCNN (weights ship inside the wheel). Images of equal size are
-    stacked into batches, which MTCNN requires.
+    """facenet-pytorch's MTCNN (weights ship inside the wheel), run by fer_data.mtcnn: the same
+    boxes, in about half the time on CPU. Images of equal size are stacked into batches.
 
-    Coarse to fine: most of MTCNN's CPU time goes to the finest levels of its image pyramid,
-    which only small faces need, while posed datasets (CK+, KDEF, JAFFE, RAVDESS frames) show
-    one large face. So a first pass looks only for faces of at least `first_pass_fraction` of
-    the image's shorter side, and only images where it finds no confident face go through the
-    whole pyramid down to `min_face_size`. Off by default (0): on real photos and frames at KDEF
-    size it picked a different face box (IoU < 0.9) on 30% of them (bench/faces.py).
-
-    Downscaled: with `detect_side` > 0, an image whose shorter side is longer is detected on a
-    copy resized so that side is `detect_side` pixels, and the boxes and landmarks are mapped
-    back; faces smaller than min_face_size / scale (at least 12 px in the copy) are not found."""
+    `min_face_fraction` > 0 starts the image pyramid at faces of that share of the image's
+    shorter side (never below `min_face_size`): the finest pyramid levels, most of PNet's
+    work, only serve faces smaller than that. Off by default (bench/faces.py measures it)."""
 
     device: str = "cpu"
     batch_size: int = 16
     min_face_size: int = 20
-    first_pass_fraction: float = 0.0
-    detect_side: int = 0
+    min_face_fraction: float = 0.0
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     confident_score: float = 0.95
     name: str = "mtcnn"
@@ -87,49 +79,31 @@ class MtcnnDetector:
         import torch
         from facenet_pytorch import MTCNN
 
+        from fer_data.mtcnn import speed_up
+
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return MTCNN(keep_all=True, device=torch.device(device), min_face_size=self.min_face_size,
-                     thresholds=list(self.thresholds), post_process=False)
+        model = MTCNN(keep_all=True, device=torch.device(device),
+                      min_face_size=self.min_face_size, thresholds=list(self.thresholds))
+        speed_up(model)
+        return model
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        from fer_data.mtcnn import detect_face
+
         results: list[list[Face]] = [[] for _ in images]
         for indices in _same_size_groups(images):
-            first = int(self.first_pass_fraction * min(images[indices[0]].shape[:2]))
-            if first > self.min_face_size:
-                self._detect(images, indices, first, results)
-                indices = [i for i in indices
-                           if not any(f.score >= self.confident_score for f in results[i])]
-            self._detect(images, indices, self.min_face_size, results)
+            smallest = max(self.min_face_size,
+                           round(self.min_face_fraction * min(images[indices[0]].shape[:2])))
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                batch = np.stack([_rgb(images[i]) for i in chunk])
+                for i, (boxes, points) in zip(chunk, detect_face(batch, self.model, smallest),
+                                              strict=True):
+                    results[i] = [Face(tuple(float(v) for v in box[:4]), float(box[4]), marks)
+                                  for box, marks in zip(boxes, points, strict=True)]
         return results
-
-    def _detect(self, images: Sequence[np.ndarray], indices: list[int], min_face_size: int,
-                results: list[list[Face]]) -> None:
-        """MTCNN on images[indices] (all of one size) down to faces of min_face_size pixels,
-        into results; on a downscaled copy when detect_side asks for it."""
-        if not indices:
-            return
-        short = min(images[indices[0]].shape[:2])
-        scale = self.detect_side / short if 0 < self.detect_side < short else 1.0
-        self.model.min_face_size = max(12, round(min_face_size * scale)) if scale < 1 \
-            else min_face_size
-        for start in range(0, len(indices), self.batch_size):
-            chunk = indices[start:start + self.batch_size]
-            batch = np.stack([_rgb(_scaled(images[i], scale)) for i in chunk])
-            boxes, probs, points = self.model.detect(batch, landmarks=True)
-            for i, b, p, pts in zip(chunk, boxes, probs, points, strict=True):
-                results[i] = [] if b is None else [
-                    Face(tuple(float(v) / scale for v in bb), float(pp),
-                         np.asarray(lm) / scale)
-                    for bb, pp, lm in zip(b, p, pts, strict=True)]
-
-
-def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
-    if scale == 1.0:
-        return image
-    h, w = image.shape[:2]
-    return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 parallel, then print where the outputs are. This is what `make run` calls.
 
     python -m fer_data.run [--partition fer2013 ...] [--jobs N] [--force] [--config run.yaml]
+                           [--datasets-only]
 """
 
 from __future__ import annotations
@@ -80,9 +81,10 @@ def collection_is_current(instance, unpartitioned) -> bool:
 
 
 def run(partitions: list[str], force: bool = False, ops_config: dict | None = None,
-        jobs: int = 1) -> bool:
+        jobs: int = 1, datasets_only: bool = False) -> bool:
     """Run every partitioned asset once per partition whose raw folder or code changed, `jobs`
-    partitions at a time, then everything unpartitioned if anything upstream ran (or `force`).
+    partitions at a time, then (unless `datasets_only`) everything unpartitioned if anything
+    upstream ran (or `force`).
     `ops_config` is Dagster run config for the assets, as in the UI's launchpad:
     {"stargan_model": {"config": ...}}."""
     instance = DagsterInstance.get()
@@ -97,6 +99,8 @@ def run(partitions: list[str], force: bool = False, ops_config: dict | None = No
     if stale:
         print(f"== {', '.join(stale)} ({min(jobs, len(stale))} at a time)", flush=True)
         ok = _materialize_partitions(stale, ops_config, jobs)
+    if datasets_only:
+        return ok
     unpartitioned = _selection(partitioned=False)
     if stale or force or not collection_is_current(instance, unpartitioned):
         print("== all datasets", flush=True)
@@ -172,9 +176,12 @@ def main(argv: list[str] | None = None) -> None:
                         "CPU count)")
     parser.add_argument("--config", type=Path, help="YAML run config for the assets, as in "
                         "the launchpad: {ops: {stargan_model: {config: {profile: full}}}}")
+    parser.add_argument("--datasets-only", action="store_true",
+                        help="only the per-dataset assets (ingest + faces), not the collection")
     args = parser.parse_args(argv)
     ops = yaml.safe_load(args.config.read_text()).get("ops", {}) if args.config else None
-    ok = run(args.partition or dataset_partitions.get_partition_keys(), args.force, ops, args.jobs)
+    ok = run(args.partition or dataset_partitions.get_partition_keys(), args.force, ops, args.jobs,
+             args.datasets_only)
     layout = StorageLayout.from_env()
     print("\nOutputs:")
     print(f"  raw data read from      {layout.raw_dir}")

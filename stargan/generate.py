@@ -26,11 +26,13 @@ def load_trained(path: Path, device: str = "cpu") -> Trained:
     models = build_models(config)
     models.G.load_state_dict(state["G"])
     models.D.load_state_dict(state["D"])
+    if models.G_ema is not None:
+        models.G_ema.load_state_dict(state["G_ema"])
     # eval mode matters: the official test code left G in train mode, so its InstanceNorm used
     # per-batch statistics of the test batch and users got broken images
-    models.G.eval()
+    models.generator.eval()
     models.D.eval()
-    return Trained(models.G, models.D, config, state["step"], state["history"])
+    return Trained(models.generator, models.D, config, state["step"], state["history"])
 
 
 @torch.no_grad()

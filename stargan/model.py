@@ -1,10 +1,13 @@
 """StarGAN generator and discriminator (Choi et al., CVPR 2018), after the official
 implementation, for any channel count and for 48, 64 or 128 px images.
 
-One deliberate difference: InstanceNorm does not track running statistics. The official code
+Two deliberate differences. InstanceNorm does not track running statistics. The official code
 tracks them, so a generator put in eval mode normalizes with running averages it never trained
 with, while one left in train mode depends on nothing but the image; without tracking, eval and
-train mode give the same per-image output and `G.eval()` is always safe."""
+train mode give the same per-image output and `G.eval()` is always safe. And the generator can
+up-sample by nearest-neighbour resize + 3x3 convolution (`upsample="resize"`) instead of the
+official transposed convolution, whose uneven kernel overlap paints a checkerboard on the faces
+(Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016)."""
 
 from __future__ import annotations
 
@@ -33,8 +36,10 @@ class Generator(nn.Module):
     """Image + target domain (one-hot, tiled over the image) -> translated image in [-1, 1]."""
 
     def __init__(self, *, image_size: int = 128, channels: int = 3, conv_dim: int = 64,
-                 c_dim: int = 5, repeat_num: int = 6):
+                 c_dim: int = 5, repeat_num: int = 6, upsample: str = "deconv"):
         super().__init__()
+        if upsample not in ("deconv", "resize"):
+            raise ValueError(f"upsample must be 'deconv' or 'resize', not {upsample!r}")
         if image_size % 4:
             raise ValueError(f"image_size {image_size} must be divisible by 4 (two down-samplings)")
         layers = [nn.Conv2d(channels + c_dim, conv_dim, kernel_size=7, stride=1, padding=3,
@@ -49,9 +54,11 @@ class Generator(nn.Module):
             dim *= 2
         layers += [ResidualBlock(dim) for _ in range(repeat_num)]
         for _ in range(2):  # up-sampling
-            layers += [nn.ConvTranspose2d(dim, dim // 2, kernel_size=4, stride=2, padding=1,
-                                          bias=False),
-                       nn.InstanceNorm2d(dim // 2, affine=True),
+            layers += ([nn.ConvTranspose2d(dim, dim // 2, kernel_size=4, stride=2, padding=1,
+                                           bias=False)] if upsample == "deconv" else
+                       [nn.Upsample(scale_factor=2, mode="nearest"),
+                        nn.Conv2d(dim, dim // 2, kernel_size=3, stride=1, padding=1, bias=False)])
+            layers += [nn.InstanceNorm2d(dim // 2, affine=True),
                        nn.ReLU(inplace=True)]
             dim //= 2
         layers += [nn.Conv2d(dim, channels, kernel_size=7, stride=1, padding=3, bias=False),

@@ -65,15 +65,62 @@ def test_single_face_portraits_and_multiface_on_real_photos(shared, mtcnn):
 
 def test_false_positives_lose_to_the_real_face(shared, mtcnn):
     # one portrait has two low-confidence MTCNN false positives besides the face, found by
-    # the whole image pyramid; the coarse first pass looks for large faces only and skips them
+    # the whole image pyramid
     path = shared / "photos" / "angelina_jolie.jpg"
     image = np.asarray(Image.open(path).convert("RGB"))
     faces = mtcnn.detect([image])[0]
     assert len(faces) == 3
     chosen = choose_face(faces, mtcnn.confident_score)
     assert chosen.score == max(f.score for f in faces) > 0.99
-    coarse = MtcnnDetector(first_pass_fraction=0.2).detect([image])[0]
-    assert len(coarse) == 1 and iou(coarse[0].box, chosen.box) > 0.95
+    # a pyramid that starts at faces of a fifth of the shorter side skips the small ones
+    large = MtcnnDetector(min_face_fraction=0.2).detect([image])[0]
+    assert len(large) == 1 and iou(large[0].box, chosen.box) > 0.95
+
+
+def facenet_reference(images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """facenet-pytorch's own MTCNN.detect, one image at a time: what fer_data.mtcnn must match."""
+    from facenet_pytorch import MTCNN
+
+    model = MTCNN(keep_all=True)
+    out = []
+    for image in images:
+        boxes, probs, points = model.detect(image[None], landmarks=True)
+        out.append((np.zeros((0, 5)), np.zeros((0, 5, 2))) if boxes[0] is None else
+                   (np.column_stack([boxes[0], probs[0]]).astype(float), points[0]))
+    return out
+
+
+def assert_same_faces(ours: list[list[Face]], reference) -> None:
+    for faces, (boxes, points) in zip(ours, reference, strict=True):
+        assert len(faces) == len(boxes)
+        # facenet-pytorch orders faces largest first; compare as sets of boxes
+        mine = sorted(faces, key=lambda f: f.box)
+        order = sorted(range(len(boxes)), key=lambda i: tuple(boxes[i, :4]))
+        for face, i in zip(mine, order, strict=True):
+            assert np.abs(np.array(face.box) - boxes[i, :4]).max() < 0.05
+            assert abs(face.score - boxes[i, 4]) < 1e-4
+            assert np.abs(face.landmarks - points[i]).max() < 0.05
+
+
+def test_fast_mtcnn_finds_the_boxes_facenet_pytorch_finds():
+    # drawn faces, one face of several sizes per image, batched as face_crops batches them
+    import cv2
+
+    images = [cv2.resize(drawn(roll, seed), (size, size))
+              for roll, seed, size in [(0, 1, 480), (6, 2, 480), (-4, 3, 480), (0, 4, 160)]]
+    assert_same_faces(MtcnnDetector(batch_size=3).detect(images), facenet_reference(images))
+
+
+def test_fast_mtcnn_matches_facenet_pytorch_on_real_photos_and_frames(shared):
+    from fer_data.frames import FrameOptions, decode_frames
+
+    photos = [np.asarray(Image.open(p).convert("RGB"))
+              for p in sorted((shared / "photos").glob("*.jpg"))]
+    frames = decode_frames(shared / "video" / "faces.mp4", FrameOptions(fps=2, max_height=540))
+    images = photos + [np.stack([f] * 3, axis=-1) for f in frames]  # frames come gray
+    ours = MtcnnDetector().detect(images)
+    assert sum(map(len, ours)) > len(images)  # faces found (the multi-face photo among them)
+    assert_same_faces(ours, facenet_reference(images))
 
 
 def test_alignment_levels_the_eyes(mtcnn):
@@ -189,16 +236,3 @@ def test_materialize_ravdess_frames_and_face_crops_on_demo(demo_raw, tmp_path):
     assert crop.shape == (48, 48)
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
     assert meta["preview"].value.startswith("![jaffe face crops](data:image/png;base64,")
-
-
-def test_downscaled_mtcnn_maps_boxes_and_landmarks_back_to_the_full_image():
-    import cv2
-
-    images = [cv2.resize(drawn(roll, seed), (480, 480)) for roll, seed in [(0, 1), (6, 2)]]
-    full = MtcnnDetector().detect(images)
-    small = MtcnnDetector(detect_side=160).detect(images)
-    for a, b in zip(full, small, strict=True):
-        fa, fb = choose_face(a, 0.9), choose_face(b, 0.9)
-        assert fa is not None and fb is not None
-        assert iou(fa.box, fb.box) > 0.85  # in full-image pixels, not the copy's
-        assert np.abs(fa.landmarks - fb.landmarks).max() < 480 * 0.03

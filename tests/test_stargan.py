@@ -19,13 +19,23 @@ from fer_data.quality import fixed_sources, hit_rates
 from fer_data.storage import StorageLayout
 from stargan.generate import load_trained
 from stargan.model import Discriminator, Generator, discriminator_depth
-from stargan.train import PROFILES, TrainConfig, build_models, load_checkpoint, train
+from stargan.train import (
+    PROFILES,
+    TrainConfig,
+    build_models,
+    load_checkpoint,
+    sample_batch,
+    source_weights,
+    train,
+)
 
 
 @pytest.mark.parametrize("size", [48, 64, 128])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_generator_and_discriminator_shapes(size, channels):
-    G = Generator(image_size=size, channels=channels, conv_dim=8, c_dim=7, repeat_num=1)
+@pytest.mark.parametrize("upsample", ["deconv", "resize"])
+def test_generator_and_discriminator_shapes(size, channels, upsample):
+    G = Generator(image_size=size, channels=channels, conv_dim=8, c_dim=7, repeat_num=1,
+                  upsample=upsample)
     D = Discriminator(image_size=size, channels=channels, conv_dim=8, c_dim=7)
     x = torch.rand(2, channels, size, size) * 2 - 1
     y = G(x, torch.eye(7)[:2])
@@ -52,14 +62,22 @@ def tiny_config(**changes) -> TrainConfig:
     return replace(base, **changes)
 
 
-def test_killed_run_resumes_on_the_same_loss_curve(tmp_path):
+# the official recipe's choices, and the cpu profile's (moving average of G, class-balanced
+# sources, resize-convolution up-sampling)
+RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "resize"}]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_killed_run_resumes_on_the_same_loss_curve(tmp_path, recipe):
     images = torch.rand(40, 1, 48, 48) * 2 - 1
     labels = torch.arange(40) % 3
-    whole = train(tiny_config(), images, labels, tmp_path / "whole", log=lambda m: None)
-    train(tiny_config(), images, labels, tmp_path / "split", log=lambda m: None, stop_after=20)
+    whole = train(tiny_config(**recipe), images, labels, tmp_path / "whole", log=lambda m: None)
+    train(tiny_config(**recipe), images, labels, tmp_path / "split", log=lambda m: None,
+          stop_after=20)
     assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 20
     messages = []
-    resumed = train(tiny_config(), images, labels, tmp_path / "split", log=messages.append)
+    resumed = train(tiny_config(**recipe), images, labels, tmp_path / "split",
+                    log=messages.append)
     assert messages[0] == "resumed from step 20"
     a, b = load_checkpoint(whole), load_checkpoint(resumed)
     assert a["step"] == b["step"] == 30
@@ -68,10 +86,43 @@ def test_killed_run_resumes_on_the_same_loss_curve(tmp_path):
         assert x.keys() == y.keys()
         assert all(abs(x[k] - y[k]) < 1e-5 for k in x if k != "seconds")
         assert all(torch.isfinite(torch.tensor(v)) for v in y.values())
-    for key in a["G"]:
-        assert torch.allclose(a["G"][key], b["G"][key], atol=1e-5)
+    for net in ("G", "G_ema") if recipe else ("G",):
+        for key in a[net]:
+            assert torch.allclose(a[net][key], b[net][key], atol=1e-5)
     with pytest.raises(ValueError, match="different config"):
-        train(tiny_config(batch_size=8), images, labels, tmp_path / "split", log=lambda m: None)
+        train(tiny_config(**recipe, batch_size=8), images, labels, tmp_path / "split",
+              log=lambda m: None)
+
+
+def test_moving_average_generator_is_the_one_used_and_lags_the_trained_one(tmp_path):
+    images = torch.rand(40, 1, 48, 48) * 2 - 1
+    labels = torch.arange(40) % 3
+    config = tiny_config(ema_beta=0.9)
+    path = train(config, images, labels, tmp_path, log=lambda m: None)
+    state = load_checkpoint(path)
+    used = load_trained(path).G.state_dict()
+    for key, value in state["G_ema"].items():
+        assert torch.equal(used[key], value)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        start = build_models(config.resolved()).G.state_dict()
+    # the average sits between the random start and the last weights, nearer the last
+    key = "main.0.weight"
+    to_start = (state["G_ema"][key] - start[key]).norm()
+    to_last = (state["G_ema"][key] - state["G"][key]).norm()
+    assert 0 < to_last < to_start
+
+
+def test_balanced_sources_give_every_class_the_same_share():
+    labels = torch.tensor([0] * 900 + [1] * 90 + [2] * 10)
+    images = torch.zeros(len(labels), 1, 1, 1)
+    config = tiny_config(batch_size=3000, balanced=True)
+    rng = torch.Generator().manual_seed(0)
+    _, drawn_labels, _ = sample_batch(images, labels, config, rng,
+                                      source_weights(labels, config))
+    shares = torch.bincount(drawn_labels, minlength=3) / len(drawn_labels)
+    assert torch.all((shares - 1 / 3).abs() < 0.04), shares
+    assert source_weights(labels, tiny_config()) is None  # the official recipe: by frequency
 
 
 def test_new_training_faces_train_anew_instead_of_resuming(tmp_path):

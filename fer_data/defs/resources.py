@@ -56,15 +56,10 @@ class FaceDetector(ConfigurableResource):
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where MTCNN runs.")
     mtcnn_batch_size: int = Field(16, description="Equal-size images per MTCNN call.")
     mtcnn_min_face_size: int = Field(20, description="Smallest face MTCNN looks for (pixels).")
-    mtcnn_first_pass_fraction: float = Field(
-        0.0, description="If above 0, MTCNN first looks only for faces of at least this share "
-        "of the image's shorter side, and runs the whole pyramid only where that finds no "
-        "confident face (experimental: 2x faster on large faces, but boxes differ on some "
-        "real images; see bench/faces.py).")
-    mtcnn_detect_side: int = Field(
-        0, description="If above 0, MTCNN looks at a copy of each image whose shorter side is "
-        "this many pixels (boxes mapped back): faster on large posed faces (see "
-        "bench/faces.py for speed and box agreement).")
+    mtcnn_min_face_fraction: float = Field(
+        0.0, description="If above 0, MTCNN looks only for faces of at least this share of the "
+        "image's shorter side (and at least mtcnn_min_face_size): faster on posed datasets "
+        "whose faces fill the frame; see bench/faces.py for speed and box agreement.")
     haar_min_neighbors: int = Field(4, description="Haar cascade minNeighbors.")
     _detectors: dict = PrivateAttr(default_factory=dict)
 
@@ -73,8 +68,7 @@ class FaceDetector(ConfigurableResource):
             if name == "mtcnn":
                 self._detectors[name] = MtcnnDetector(self.device, self.mtcnn_batch_size,
                                                       self.mtcnn_min_face_size,
-                                                      self.mtcnn_first_pass_fraction,
-                                                      self.mtcnn_detect_side)
+                                                      self.mtcnn_min_face_fraction)
             elif name == "haar":
                 self._detectors[name] = HaarDetector(min_neighbors=self.haar_min_neighbors)
             elif name == "haar_quality":
