@@ -23,6 +23,7 @@ from stargan.train import (
     PROFILES,
     TrainConfig,
     build_models,
+    classifier_warmup,
     load_checkpoint,
     sample_batch,
     source_weights,
@@ -63,8 +64,9 @@ def tiny_config(**changes) -> TrainConfig:
 
 
 # the official recipe's choices, and the cpu profile's (moving average of G, class-balanced
-# sources, resize-convolution up-sampling)
-RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "resize"}]
+# sources, resize-convolution up-sampling, classifier warm-up)
+RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "resize", "cls_warmup_iters": 5,
+                "cls_warmup_batch_size": 8}]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -111,6 +113,26 @@ def test_moving_average_generator_is_the_one_used_and_lags_the_trained_one(tmp_p
     to_start = (state["G_ema"][key] - start[key]).norm()
     to_last = (state["G_ema"][key] - state["G"][key]).norm()
     assert 0 < to_last < to_start
+
+
+def test_classifier_warmup_teaches_the_discriminator_the_domains():
+    # three domains told apart by brightness: easy for a trained classifier, chance before
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(300) % 3
+    images = (labels.float()[:, None, None, None] - 1) * 0.6 + \
+        0.2 * torch.randn(300, 1, 48, 48, generator=gen)
+    config = tiny_config(cls_warmup_iters=60, cls_warmup_batch_size=32, d_lr=1e-3).resolved()
+
+    def accuracy(models):
+        with torch.no_grad():
+            return (models.D(images)[1].argmax(1) == labels).float().mean().item()
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        models = build_models(config)
+    before = accuracy(models)
+    classifier_warmup(models, images, labels, None, config, gen, log=lambda m: None)
+    assert before < 0.5 < 0.9 < accuracy(models)
 
 
 def test_balanced_sources_give_every_class_the_same_share():
