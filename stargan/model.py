@@ -5,7 +5,7 @@ Two deliberate differences. InstanceNorm does not track running statistics. The 
 tracks them, so a generator put in eval mode normalizes with running averages it never trained
 with, while one left in train mode depends on nothing but the image; without tracking, eval and
 train mode give the same per-image output and `G.eval()` is always safe. And the generator can
-up-sample by nearest-neighbour resize + 3x3 convolution (`upsample="resize"`) instead of the
+up-sample by a resize (`upsample="nearest"` or `"bilinear"`) + 3x3 convolution instead of the
 official transposed convolution, whose uneven kernel overlap paints a checkerboard on the faces
 (Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016)."""
 
@@ -38,8 +38,9 @@ class Generator(nn.Module):
     def __init__(self, *, image_size: int = 128, channels: int = 3, conv_dim: int = 64,
                  c_dim: int = 5, repeat_num: int = 6, upsample: str = "deconv"):
         super().__init__()
-        if upsample not in ("deconv", "resize"):
-            raise ValueError(f"upsample must be 'deconv' or 'resize', not {upsample!r}")
+        if upsample not in ("deconv", "nearest", "bilinear"):
+            raise ValueError(f"upsample must be 'deconv', 'nearest' or 'bilinear', not "
+                             f"{upsample!r}")
         if image_size % 4:
             raise ValueError(f"image_size {image_size} must be divisible by 4 (two down-samplings)")
         layers = [nn.Conv2d(channels + c_dim, conv_dim, kernel_size=7, stride=1, padding=3,
@@ -56,7 +57,7 @@ class Generator(nn.Module):
         for _ in range(2):  # up-sampling
             layers += ([nn.ConvTranspose2d(dim, dim // 2, kernel_size=4, stride=2, padding=1,
                                            bias=False)] if upsample == "deconv" else
-                       [nn.Upsample(scale_factor=2, mode="nearest"),
+                       [nn.Upsample(scale_factor=2, mode=upsample),
                         nn.Conv2d(dim, dim // 2, kernel_size=3, stride=1, padding=1, bias=False)])
             layers += [nn.InstanceNorm2d(dim // 2, affine=True),
                        nn.ReLU(inplace=True)]

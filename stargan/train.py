@@ -54,7 +54,8 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = False  # bfloat16/float16 autocast on CUDA
     channels_last: bool = False
-    upsample: str = "deconv"  # the generator's up-sampling: "deconv" (official) or "resize"
+    upsample: str = "deconv"  # the generator's up-sampling: "deconv" (official), "nearest" or
+    # "bilinear" (a resize, then a 3x3 convolution)
     balanced: bool = False  # draw source faces class-balanced instead of by class frequency
     ema_beta: float = 0.0  # > 0: keep an exponential moving average of G's weights and use it
     cls_warmup_iters: int = 0  # D's domain classifier first learns the real faces alone
@@ -77,17 +78,18 @@ PROFILES: dict[str, TrainConfig] = {
     # bench/synthetic.py). Deviations from the official recipe, each for usable faces in that
     # budget: half the widths and 3 residual blocks (about 3x cheaper per step); one critic
     # step per generator step (as StarGAN v2) so the generator gets 5x the updates; 2x the
-    # learning rate; resize-convolution up-sampling (the transposed convolution's checkerboard
-    # cost structural similarity to the source); class-balanced source faces (by frequency,
+    # learning rate; up-sampling by a bilinear resize + convolution (the transposed
+    # convolution's checkerboard cost similarity to the source, a nearest resize left 4 px
+    # blocks that the realism gate rejected); class-balanced source faces (by frequency,
     # disgust is 1.5% of the batch and the discriminator's classifier, G's only teacher of what
-    # disgust looks like, barely learns it); and an EMA of the generator's weights (as StarGAN
-    # v2; without it the judge's hit rate swung from 0.01 to 0.33 between checkpoints); and
-    # D's classifier first trained on real faces alone (1,500 batches of 64, about a minute):
-    # at batch 16 it saw too few faces to learn the expressions it teaches G.
+    # disgust looks like, barely learns it); an EMA of the generator's weights (as StarGAN v2;
+    # without it the judge's hit rate swung from 0.01 to 0.33 between checkpoints); and D's
+    # classifier first trained on real faces alone (1,500 batches of 64, about a minute): at
+    # batch 16 it saw too few faces to learn the expressions it teaches G.
     "cpu": TrainConfig(g_conv_dim=32, d_conv_dim=32, g_repeat_num=3, batch_size=16,
                        n_critic=1, g_lr=2e-4, d_lr=2e-4, num_iters=6000, num_iters_decay=3000,
                        checkpoint_every=500, log_every=100, channels_last=True,
-                       upsample="resize", balanced=True, ema_beta=0.999,
+                       upsample="bilinear", balanced=True, ema_beta=0.999,
                        cls_warmup_iters=1500),
     # GPU: the official widths, 64 px, mixed precision
     "full": TrainConfig(image_size=64, g_conv_dim=64, d_conv_dim=64, g_repeat_num=6,

@@ -33,7 +33,7 @@ from stargan.train import (
 
 @pytest.mark.parametrize("size", [48, 64, 128])
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("upsample", ["deconv", "resize"])
+@pytest.mark.parametrize("upsample", ["deconv", "nearest", "bilinear"])
 def test_generator_and_discriminator_shapes(size, channels, upsample):
     G = Generator(image_size=size, channels=channels, conv_dim=8, c_dim=7, repeat_num=1,
                   upsample=upsample)
@@ -65,7 +65,7 @@ def tiny_config(**changes) -> TrainConfig:
 
 # the official recipe's choices, and the cpu profile's (moving average of G, class-balanced
 # sources, resize-convolution up-sampling, classifier warm-up)
-RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "resize", "cls_warmup_iters": 5,
+RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "bilinear", "cls_warmup_iters": 5,
                 "cls_warmup_batch_size": 8}]
 
 

@@ -54,7 +54,9 @@ class FaceDetector(ConfigurableResource):
     """The face detectors: MTCNN (facenet-pytorch) and OpenCV's Haar cascade."""
 
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where MTCNN runs.")
-    mtcnn_batch_size: int = Field(16, description="Equal-size images per MTCNN call.")
+    mtcnn_batch_size: int = Field(
+        1, description="Equal-size images per MTCNN call: batches pay on a GPU; on CPU one "
+        "image at a time measured faster (bench/faces.py).")
     mtcnn_min_face_size: int = Field(20, description="Smallest face MTCNN looks for (pixels).")
     mtcnn_min_face_fraction: float = Field(
         0.0, description="If above 0, MTCNN looks only for faces of at least this share of the "
