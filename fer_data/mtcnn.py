@@ -19,7 +19,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from torch import nn
 from torchvision.ops.boxes import batched_nms
 
 
