@@ -317,7 +317,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
     if state is not None and state.get("data") != data:
         log(f"the training faces changed since {path} (step {state['step']}): training anew")
     elif state is not None:
-        for name in ("G", "D", "g_opt", "d_opt") + (("G_ema",) if models.G_ema else ()):
+        for name in ("G", "D", "g_opt", "d_opt") + (("G_ema",) if models.G_ema is not None
+                                                      else ()):
             getattr(models, name).load_state_dict(state[name])
         rng.set_state(state["rng"])
         step, history = state["step"], state["history"]
@@ -326,8 +327,10 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
     images = images.contiguous(memory_format=torch.channels_last) if config.channels_last \
         else images
     weights = source_weights(labels, config)
-    if step == 0 and config.cls_warmup_iters:
+    if step == 0 and config.cls_warmup_iters:  # counted in the training time
+        warmup_started = time.perf_counter()
         classifier_warmup(models, images, labels, weights, config, rng, log)
+        seconds += time.perf_counter() - warmup_started
     last = min(config.num_iters, stop_after or config.num_iters)
     started, first = time.perf_counter(), step
     g_losses: dict[str, float] = {}
