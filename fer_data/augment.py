@@ -1,8 +1,8 @@
 """Augment stage: train StarGAN on the real training faces (each checkpoint rated by the
 independent judge, the best kept with its quality report), then translate faces of other
 classes into the rare target class (disgust by default) until it reaches its target count,
-keeping only outputs that pass the gate: the judge agrees, the discriminator finds them as real
-as real faces, and they copy neither their source nor any real face."""
+keeping only outputs that pass the gate: the judge agrees, a face detector finds a face in them,
+and they copy neither their source nor any real face."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 
 from fer_data import storage
 from fer_data.classifier import FaceTensors, from_pngs, to_float
-from fer_data.faces import load_face_crops
+from fer_data.faces import Detector, faces_found, load_face_crops
 from fer_data.figures import figure_png, pyplot
 from fer_data.hash_search import near_pairs
 from fer_data.images import decode_png, encode_png
@@ -40,7 +40,7 @@ from fer_data.quality import (
 )
 from fer_data.schema import SYNTHETIC, reject_table
 from fer_data.storage import StorageLayout
-from stargan.generate import Trained, load_trained, realism_scores, translate
+from stargan.generate import Trained, load_trained, translate
 from stargan.train import (
     BEST,
     CHECKPOINT,
@@ -190,14 +190,10 @@ class GateOptions:
     # the independent judge must rank the target first (the criterion its recall on real
     # disgust test faces is measured with) and give it at least this probability
     min_target_prob: float = 0.0
-    # the discriminator's realism score must reach this quantile of its scores for real
-    # training faces (0.01: as face-like as the least face-like 1% of real faces)
-    min_realism_quantile: float = 0.01
     min_source_distance: int = 6  # pHash bits from the face it was made from
     min_real_distance: int = 6  # pHash bits from any real training face (memorization)
     max_attempts_factor: int = 5  # give up after this many sources per wanted face
     batch_size: int = 64
-    realism_sample: int = 2000  # real training faces that calibrate the realism floor
 
 
 @dataclass
@@ -209,25 +205,18 @@ class SynthesisResult:
     pairs: list[tuple[np.ndarray, np.ndarray]]  # (source, synthetic) pixels, for contact sheets
 
 
-def realism_floor(trained: Trained, data: TrainingFaces, gate: GateOptions, seed: int) -> float:
-    """The discriminator's realism score at `min_realism_quantile` of real training faces."""
-    rng = np.random.default_rng(seed)
-    sample = rng.permutation(len(data.labels))[:gate.realism_sample]
-    scores = realism_scores(trained.D, data.images[torch.as_tensor(sample)]).numpy()
-    return float(np.quantile(scores, gate.min_realism_quantile)) if len(scores) else -np.inf
-
-
 def synthesize(trained: Trained, data: TrainingFaces, target: str, needed: int,
-               generator_id: str, seed: int, gate: GateOptions, judge: Judge) -> SynthesisResult:
+               generator_id: str, seed: int, gate: GateOptions, judge: Judge,
+               face_check: Detector) -> SynthesisResult:
     """Translate sources round-robin into `target` until `needed` faces pass the gate: the judge
-    ranks the target first (with at least min_target_prob), the discriminator finds the face as
-    real as real faces (realism floor), and it copies neither its source nor any real face."""
+    ranks the target first (with at least min_target_prob), `face_check` finds a face in it (the
+    check the faces stage flags real face crops with), and it copies neither its source nor any
+    real face."""
     if tuple(judge.classes) != tuple(data.classes):
         raise ValueError(f"the judge predicts {judge.classes}, the generator {data.classes}: "
                          "materialize expression_judge with the same class_set")
     c_target = data.classes.index(target)
     order = round_robin_sources(data.rows, target, seed)[: needed * gate.max_attempts_factor]
-    floor = realism_floor(trained, data, gate, seed)
     real_hashes = np.asarray(data.rows["phash"].to_numpy(), dtype=np.int64)
     ids = data.rows["image_id"].to_pylist()
     accepted: list[dict] = []
@@ -245,18 +234,19 @@ def synthesize(trained: Trained, data: TrainingFaces, target: str, needed: int,
         all_probs = judge.probabilities(torch.from_numpy(pixels).unsqueeze(1))
         probs = all_probs[:, c_target].numpy()
         top = (all_probs.argmax(1) == c_target).numpy()
-        realism = realism_scores(trained.D, fake).numpy()
+        face_like = faces_found(face_check, list(pixels))
         hashes = phash_batch(list(pixels))
         from_source = hamming(hashes, real_hashes[batch])
         memorized = _near_any(hashes, real_hashes, gate.min_real_distance - 1)
         for k, i in enumerate(batch):
-            reason = _gate(probs[k], bool(top[k]), realism[k] >= floor, from_source[k],
-                           memorized[k], gate)
+            reason = _gate(probs[k], bool(top[k]), face_like[k], from_source[k], memorized[k],
+                           gate)
             if reason or len(accepted) >= needed:
                 rejects.append({"dataset": "stargan", "source_path": ids[i], "stage": "augment",
                                 "reason": reason or "not_needed",
-                                "detail": f"judge p({target})={probs[k]:.2f}, realism "
-                                          f"{realism[k]:.2f} (floor {floor:.2f}), "
+                                "detail": f"judge p({target})={probs[k]:.2f}, "
+                                          f"{'a' if face_like[k] else 'no'} face found by "
+                                          f"{face_check.name}, "
                                           f"{int(from_source[k])} bits from source"})
                 continue
             accepted.append(_row(data, i, pixels[k], hashes[k], probs[k], target, generator_id,

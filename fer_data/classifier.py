@@ -175,7 +175,9 @@ class FitOptions:
     warmup_fraction: float = 0.15
     label_smoothing: float = 0.1
     class_weighted: bool = False  # inverse-frequency loss weights
-    class_weight_power: float = 1.0  # ... raised to this power (0.5: square root)
+    # ... raised to this power: 1 weighs classes equally (disgust 20x happy on FER2013), 0.5
+    # halfway (disgust 3.1x, happy 0.75x); 1 measured far slower to learn in 10 epochs
+    class_weight_power: float = 0.5
     oversample: dict[str, float] = field(default_factory=dict)  # class -> sampling factor
     jitter: bool = True  # random flip + small affine per batch
     mix: Literal["none", "cutmix"] = "none"

@@ -138,21 +138,22 @@ def duplicate_pairs(keys: pa.Table, options: DedupOptions) -> dict[str, np.ndarr
         np.zeros((0, 2), np.int64)
     for kind in HASH_KINDS:
         radius = options.eq_threshold if kind == "source_phash_eq" else options.threshold
-        hashes = _hashes(keys, kind)
-        sets = [near_pairs(hashes, hashes, radius, same_set=True)]
-        if options.include_flips:
-            sets.append(mirrored_pairs(hashes, _hashes(keys, f"{kind}_mirror"), radius))
-        found[kind] = _unique(sets)
+        found[kind] = _near(keys, kind, radius, options.include_flips)
     if options.verify_radius > options.threshold:
-        hashes = _hashes(keys, "source_phash_eq")
-        sets = [near_pairs(hashes, hashes, options.verify_radius, same_set=True)]
-        if options.include_flips:
-            sets.append(mirrored_pairs(hashes, _hashes(keys, "source_phash_eq_mirror"),
-                                       options.verify_radius))
-        candidates = _unique(sets)
+        candidates = _near(keys, "source_phash_eq", options.verify_radius, options.include_flips)
         found["verified"] = candidates[correlation(_thumbs(keys), candidates)
                                        >= options.min_correlation]
     return found
+
+
+def _near(keys: pa.Table, kind: str, radius: int, flips: bool) -> np.ndarray:
+    """Pairs whose `kind` hashes lie within `radius` bits (and, with `flips`, one against the
+    other's mirror hash)."""
+    hashes = _hashes(keys, kind)
+    sets = [near_pairs(hashes, hashes, radius, same_set=True)]
+    if flips:
+        sets.append(mirrored_pairs(hashes, _hashes(keys, f"{kind}_mirror"), radius))
+    return _unique(sets)
 
 
 def _unique(sets: list[np.ndarray]) -> np.ndarray:

@@ -22,6 +22,7 @@ from typing import Callable, Literal
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
 from fer_data import storage
@@ -135,6 +136,7 @@ class RunConfig:
     weight_decay: float = -1.0  # -1: the model's default
     label_smoothing: float = 0.1
     class_weighted: bool = False
+    class_weight_power: float = FitOptions.class_weight_power  # the judge's weighting
     oversample: dict[str, float] = field(default_factory=dict)  # class -> draw factor
     mix: Literal["", "none", "cutmix"] = ""
     max_minutes: float = 0.0
@@ -151,7 +153,8 @@ class RunConfig:
             optimizer=self.optimizer or defaults["optimizer"], lr=self.lr or defaults["lr"],
             weight_decay=defaults["weight_decay"] if self.weight_decay < 0 else self.weight_decay,
             label_smoothing=self.label_smoothing, class_weighted=self.class_weighted,
-            oversample=dict(self.oversample), mix=self.mix or defaults["mix"],
+            class_weight_power=self.class_weight_power, oversample=dict(self.oversample),
+            mix=self.mix or defaults["mix"],
             max_minutes=self.max_minutes, max_steps=self.max_steps, seed=self.seed,
             device=resolve_device(self.device))
 
@@ -180,8 +183,11 @@ def train_classifier(config: RunConfig, log: Callable[[str], None] = print) -> d
     scores = metrics(predict(result.model, test, options.device), test.labels.numpy(),
                      test.classes)
     synthetic_rows = int(train.synthetic.sum()) if train.synthetic is not None else 0
+    generators = sorted(set(pq.read_table(Path(config.data) / "train.parquet", columns=[
+        "generator"]).column("generator").drop_null().to_pylist())) if synthetic_rows else []
     scores.update(model=config.model, seed=config.seed, train_rows=len(train),
-                  synthetic_rows=synthetic_rows, train_counts=dict(zip(
+                  synthetic_rows=synthetic_rows, generators=generators,
+                  options=asdict(options), train_counts=dict(zip(
                       train.classes, train.counts().tolist(), strict=True)),
                   best_epoch=result.best_epoch, steps=result.steps,
                   train_seconds=round(result.seconds, 1),
@@ -269,7 +275,8 @@ def run_record(variant: str, scores: dict) -> dict:
             "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
             "disgust_f1": disgust["f1"], "disgust_recall": disgust["recall"],
             "disgust_precision": disgust["precision"], "train_rows": scores["train_rows"],
-            "synthetic_rows": scores["synthetic_rows"], "train_counts": scores["train_counts"],
+            "synthetic_rows": scores["synthetic_rows"], "generators": scores["generators"],
+            "train_counts": scores["train_counts"],
             "train_seconds": scores["train_seconds"], "best_epoch": scores["best_epoch"],
             "device": scores["device"], "metrics": scores}
 
@@ -311,6 +318,9 @@ def training_rows_table(records: list[dict]) -> str:
             counts = [r["train_counts"][c] for c in classes]
             lines.append(f"| {name} | " + " | ".join(f"{n:,}" for n in counts)
                          + f" | {sum(counts):,} |")
+    generators = sorted({g for r in records for g in r.get("generators", [])})
+    if generators:  # more than one: the StarGAN rows of different runs came from different ones
+        lines.append("\nSynthetic rows from generator " + "; ".join(f"`{g}`" for g in generators))
     return "\n".join(lines)
 
 

@@ -251,6 +251,13 @@ def crop_faces(images: Sequence[np.ndarray], detectors: Sequence[Detector],
     return results
 
 
+def faces_found(detector: Detector, crops: Sequence[np.ndarray]) -> np.ndarray:
+    """Whether `detector` finds a face in each face crop (given context and size by `_pad`):
+    the `face_found` flag of pre-cropped faces, and the synthetic-face gate's face check."""
+    return np.array([bool(faces) for faces in detector.detect([_pad(c) for c in crops])],
+                    dtype=bool)
+
+
 def _pad(image: np.ndarray, fraction: float = 0.25) -> np.ndarray:
     """Give a tight face crop what detectors expect: some context around the face (replicated
     border) and, below 96 pixels, twice the size."""
@@ -311,9 +318,9 @@ def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Dete
         for i in precropped:
             crops[i] = passthrough(images[i], options.face_size)
         if quality is not None and precropped:
-            found = quality.detect([_pad(images[i]) for i in precropped])
-            for i, faces in zip(precropped, found, strict=True):
-                flags[i] = bool(faces)
+            found = faces_found(quality, [images[i] for i in precropped])
+            for i, flag in zip(precropped, found, strict=True):
+                flags[i] = bool(flag)
         detect = [i for i, p in enumerate(pre) if not p]
         for i, crop in zip(detect, crop_faces([images[i] for i in detect], detectors, options),
                            strict=True):

@@ -73,13 +73,15 @@ def asset_graph_png(assets_defs) -> bytes:
 
 def readme_figures(out_dir, work=None, class_set: str = "fer7") -> list[str]:
     """Write assets/asset_graph.png, and copy the class balance, StarGAN translation grid and
-    judge hit-rate curve of a finished run: the last `make run`, or the pipeline run whose
-    storage/ and curated/ lie in `work` (as the real-data benches leave them)."""
+    judge hit-rate curve of a finished run (with a sheet of 32 of its synthetic faces): the
+    last `make run`, or the pipeline run whose storage/ and curated/ lie in `work` (as the
+    real-data benches leave them)."""
     from pathlib import Path
 
     from fer_data import storage
     from fer_data.augment import read_model_record
     from fer_data.definitions import defs
+    from fer_data.samples import sample_sheet
 
     out_dir = Path(out_dir)
     layout = storage.StorageLayout.from_env(
@@ -93,6 +95,8 @@ def readme_figures(out_dir, work=None, class_set: str = "fer7") -> list[str]:
         folder = Path(read_model_record(layout)["checkpoint"]).parent
         copies["translation_grid.png"] = folder / "translation_grid.png"
         copies["judge_hit_rate.png"] = folder / "judge_hit_rate.png"
+        png, _ = sample_sheet(layout, 32, seed=0)
+        written.append(str(storage.atomic_write_bytes(out_dir / "synthetic_samples.png", png)))
     except FileNotFoundError as missing:
         print(f"skipped the StarGAN figures: {missing}")
     for name, source in copies.items():

@@ -45,14 +45,3 @@ def translate(G: Generator, images: torch.Tensor, targets: torch.Tensor, c_dim: 
              label2onehot(targets[i:i + batch_size].to(device), c_dim)).cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else images[:0]
-
-
-@torch.no_grad()
-def realism_scores(D: Discriminator, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """The discriminator's real/fake output averaged over its patches, (N,): higher = more like
-    the real training faces."""
-    D.eval()
-    device = next(D.parameters()).device
-    out = [D(images[i:i + batch_size].to(device))[0].mean(dim=(1, 2, 3)).cpu()
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out) if out else torch.zeros(0)

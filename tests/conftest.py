@@ -77,3 +77,24 @@ def demo_pipeline(demo_raw, tmp_path_factory):
     result = materialize(everyday, resources=resources, instance=instance, run_config=config)
     assert result.success
     return root, result
+
+
+def face_check_rates(faces: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """How often the synthetic-face gate's face check (the faces stage's `haar_quality`) finds a
+    face in (N, 48, 48) uint8 face crops, and in what is not a face made from them: uniform
+    noise, the same crops cut into 8 px blocks and shuffled, and the crops upside down."""
+    from fer_data.defs.resources import FaceDetector
+    from fer_data.faces import faces_found
+
+    check = FaceDetector().get("haar_quality")
+    rng = np.random.default_rng(seed)
+    n, side = len(faces), faces.shape[1]
+    k = side // 8
+    blocks = faces.reshape(n, k, 8, k, 8).transpose(0, 1, 3, 2, 4).reshape(n, k * k, 8, 8)
+    shuffled = blocks[:, rng.permutation(k * k)].reshape(n, k, k, 8, 8)
+    return {name: float(faces_found(check, list(images)).mean()) for name, images in {
+        "faces": faces,
+        "noise": rng.integers(0, 256, faces.shape, dtype=np.uint8),
+        "shuffled": shuffled.transpose(0, 1, 3, 2, 4).reshape(faces.shape),
+        "upside_down": faces[:, ::-1],
+    }.items()}

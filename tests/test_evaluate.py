@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 from dagster import DagsterInstance, materialize
@@ -134,6 +135,11 @@ def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeli
                                                      else counts["disgust"])
         assert record.keys() >= {
             "model", "variant", "seed", "accuracy", "macro_f1", "disgust_f1"}
+    # the stargan runs name the generator their synthetic rows came from
+    published = pd.read_parquet(data / "train.parquet", columns=["generator", "is_synthetic"])
+    made_by = sorted(published.loc[published["is_synthetic"], "generator"].unique())
+    assert by["stargan"]["generators"] == made_by and len(made_by) == 1
+    assert by["plain"]["generators"] == []
     config = json.loads((tmp_path / "runs" / "cnn_oversampled_seed0" / "config.json")
                         .read_text())
     assert config["oversample"] == {"disgust": counts["fear"] / counts["disgust"]}
@@ -147,3 +153,4 @@ def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeli
     assert table.count("| cnn |") == len(VARIANTS)
     rows = training_rows_table(again).splitlines()
     assert rows[2].startswith("| real |") and rows[3].startswith("| real + synthetic |")
+    assert rows[-1] == f"Synthetic rows from generator `{made_by[0]}`"

@@ -25,6 +25,8 @@ from fer_data.defs.splits import splits
 from fer_data.demo.repackage import RepackageSpec, repackage
 from fer_data.ingest import ingest_dataset
 
+from conftest import face_check_rates
+
 FER_TRAIN = {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "neutral": 4965,
              "sad": 4830, "surprise": 3171}
 FER_TEST = {"angry": 958, "disgust": 111, "fear": 1024, "happy": 1774, "neutral": 1233,
@@ -151,3 +153,15 @@ def test_fer2013_export_exact_duplicates_match_its_readme(real_raw, tmp_path):
             for e in result.get_asset_materialization_events()}
     assert meta["face_index"]["exact_duplicate_groups"].value == 1176
     assert meta["face_index"]["exact_groups_with_label_conflicts"].value == 42
+
+
+def test_synthetic_face_gate_finds_real_faces_and_no_scrambled_ones(shared):
+    """The gate's face check on 1,000 real FER2013 training faces (every 25th file): it finds
+    most (measured 0.75 on 3,000 crops) and none of the same pixels as noise or shuffled
+    8 px blocks, and few upside down."""
+    files = sorted((shared / "fer2013_images" / "train").glob("*/*.*"))[::25][:1000]
+    faces = np.stack([np.asarray(Image.open(f).convert("L").resize((48, 48))) for f in files])
+    rates = face_check_rates(faces)
+    assert rates["faces"] > 0.65, rates
+    assert rates["noise"] == 0 and rates["shuffled"] < 0.02, rates
+    assert rates["upside_down"] < rates["faces"] / 3, rates

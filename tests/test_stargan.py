@@ -15,7 +15,8 @@ import torch
 from fer_data.augment import load_training_faces, read_model_record, round_robin_sources
 from fer_data.classifier import from_pngs
 from fer_data.evaluate import load_judge, split_faces
-from fer_data.quality import fixed_sources, hit_rates
+from fer_data.images import decode_png
+from fer_data.quality import fixed_sources, hit_rates, to_uint8
 from fer_data.storage import StorageLayout
 from stargan.generate import load_trained
 from stargan.model import Discriminator, Generator, discriminator_depth
@@ -29,6 +30,8 @@ from stargan.train import (
     source_weights,
     train,
 )
+
+from conftest import face_check_rates
 
 
 @pytest.mark.parametrize("size", [48, 64, 128])
@@ -199,7 +202,7 @@ def test_smoke_training_learns_to_translate_as_the_independent_judge_sees_it(tra
     as_they_are = float((judge.probabilities(sources).argmax(1) == target).float().mean())
     # the judge calls the translations disgust far more often than the sources themselves,
     # and they still look like their sources (an untrained generator's noise does not; the
-    # judge's opinion of noise is why the gate also asks the discriminator for realism)
+    # judge's opinion of noise is why the gate also asks a face detector)
     assert hit > as_they_are + 0.3, (hit, as_they_are)
     assert similarity > untrained_similarity + 0.2, (similarity, untrained_similarity)
     assert target == 1 and trained.step <= PROFILES["smoke"].num_iters
@@ -230,6 +233,11 @@ def test_synthetic_faces_pass_the_judge_gate_balance_training_and_trace_provenan
     assert np.allclose(probs, synthetic["target_probability"], atol=1e-4)
     top = judge.probabilities(faces.images).argmax(1).numpy()
     assert (top == 1).all()  # the judge ranks disgust first for every published one
+    # ... and the face check finds a face in every one, as in most real faces and in no noise
+    published = np.stack([decode_png(png) for png in synthetic["face"]])
+    assert face_check_rates(published)["faces"] == 1.0
+    rates = face_check_rates(to_uint8(data.images, data.face_size))
+    assert rates["faces"] > 0.75 and rates["noise"] == 0 and rates["shuffled"] < 0.05, rates
     sources = data.rows.to_pandas().set_index("image_id").loc[synthetic["source_image_id"]]
     assert (sources["label"] != "disgust").all()
     assert sources["label"].nunique() >= 4  # drawn round-robin over classes

@@ -30,7 +30,7 @@ from fer_data.augment import (
 )
 from fer_data.defs.executor import GPU_STEP_TAGS
 from fer_data.defs.metadata import counts_table
-from fer_data.defs.resources import PipelineSettings, StorageResource
+from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
 from fer_data.evaluate import load_judge, split_faces
 from fer_data.previews import markdown_image
 from fer_data.storage import ALL
@@ -107,8 +107,6 @@ class SynthesisConfig(Config):
                               "training count, 'max' (the largest class) or a number.")
     min_target_prob: float = Field(0.0, description="Gate: the judge must rank the target "
                                    "class first and give it at least this probability.")
-    min_realism_quantile: float = Field(0.01, description="Gate: the discriminator's realism "
-                                        "score must reach this quantile of real faces' scores.")
     min_source_distance: int = Field(6, description="Gate: pHash bits from the source face.")
     min_real_distance: int = Field(6, description="Gate: pHash bits from every real training "
                                    "face (memorization).")
@@ -120,11 +118,12 @@ class SynthesisConfig(Config):
     group_name="augment",
     kinds={"pytorch", "parquet"},
     owners=["team:fer-data"],
-    code_version="2",
+    code_version="3",
     automation_condition=AutomationCondition.eager(),
 )
 def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
-                    storage_resource: StorageResource) -> MaterializeResult:
+                    storage_resource: StorageResource,
+                    face_detector: FaceDetector) -> MaterializeResult:
     """Synthetic target-class faces for the training split, each traced to its source face and
     generator checkpoint, and only those that pass the quality gate. Uses the generator that
     stargan_model recorded last (its profile and class set)."""
@@ -135,10 +134,10 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
     data = load_training_faces(layout, record["class_set"], trained.config.image_size)
     have, goal, needed = top_up_plan(data.rows, config.target_class, config.target_count)
     generator = f"sha256={record['sha256']} step={trained.step} seed={config.seed}"
-    gate = GateOptions(config.min_target_prob, config.min_realism_quantile,
-                       config.min_source_distance, config.min_real_distance)
+    gate = GateOptions(config.min_target_prob, config.min_source_distance,
+                       config.min_real_distance)
     result = synthesize(trained, data, config.target_class, needed, generator, config.seed, gate,
-                        judge)
+                        judge, face_detector.get("haar_quality"))
     out = storage.write_table(result.rows, layout.table("synthetic_faces", ALL))
     storage.write_table(result.rejects, layout.rejects("synthetic_faces", ALL))
     report = write_gate_report(layout, record, result)

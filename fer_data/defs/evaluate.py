@@ -36,9 +36,10 @@ class JudgeConfig(Config):
     max_minutes: float = Field(0.0, description="Cut training after this many minutes (0: "
                                "none; 10 epochs take about 14.5 minutes on 2 idle cores, and an "
                                "epoch budget keeps the judge the same however busy the machine).")
-    class_weight_power: float = Field(0.5, description="Loss weights: (inverse class "
-                                      "frequency) ** power; 1 weighs classes equally, 0.5 "
-                                      "halfway (disgust 3.1x, happy 0.75x on FER2013).")
+    class_weight_power: float = Field(FitOptions.class_weight_power,
+                                      description="Loss weights: (inverse class frequency) ** "
+                                      "power; 1 weighs classes equally, 0.5 halfway (disgust "
+                                      "3.1x, happy 0.75x on FER2013).")
     min_steps: int = Field(400, description="At least this many training steps: a small "
                            "(demo) set gets more epochs.")
     seed: int = Field(0, description="Seeds weights, batch order and augmentation.")
