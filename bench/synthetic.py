@@ -51,6 +51,9 @@ def main() -> None:
     print(f"gate pass rate                    {report.get('gate_pass_rate', float('nan')):.3f} "
           f"({report.get('gate_accepted')} of {report.get('gate_needed')} needed in "
           f"{report.get('gate_attempts')} attempts; rejects {report.get('gate_rejects')})")
+    eyes = report.get("eyes_found", {})
+    print(f"both eyes found (eye cascade)      {eyes.get('synthetic')} of synthetic faces, "
+          f"{eyes.get('their_sources')} of their sources ({eyes.get('pairs')} pairs)")
     for name, value in report["frechet_judge_features"].items():
         print(f"Frechet {name:34s} {value:.2f}")
     print("hit rate by target class: " + ", ".join(

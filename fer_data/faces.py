@@ -258,6 +258,16 @@ def faces_found(detector: Detector, crops: Sequence[np.ndarray]) -> np.ndarray:
                     dtype=bool)
 
 
+def eyes_found(crops: Sequence[np.ndarray]) -> np.ndarray:
+    """Whether OpenCV's cascades find a face and both of its eyes in each face crop: an
+    independent look at the eye region, the part a damaged synthetic face loses first. Strict
+    on real faces too (measured on 1,000 real FER2013 crops: 0.27), so it compares synthetic
+    faces with their own sources rather than gating them."""
+    detector = HaarDetector(min_size_fraction=1 / 3)
+    return np.array([any(f.landmarks is not None for f in faces)
+                     for faces in detector.detect([_pad(c) for c in crops])], dtype=bool)
+
+
 def _pad(image: np.ndarray, fraction: float = 0.25) -> np.ndarray:
     """Give a tight face crop what detectors expect: some context around the face (replicated
     border) and, below 96 pixels, twice the size."""

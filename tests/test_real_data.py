@@ -23,6 +23,7 @@ from fer_data.defs.publish import curated_dataset
 from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
 from fer_data.defs.splits import splits
 from fer_data.demo.repackage import RepackageSpec, repackage
+from fer_data.faces import eyes_found
 from fer_data.ingest import ingest_dataset
 
 from conftest import face_check_rates
@@ -165,3 +166,6 @@ def test_synthetic_face_gate_finds_real_faces_and_no_scrambled_ones(shared):
     assert rates["faces"] > 0.65, rates
     assert rates["noise"] == 0 and rates["shuffled"] < 0.02, rates
     assert rates["upside_down"] < rates["faces"] / 3, rates
+    # the eye check of the synthetic-face report: strict on real faces too, blind to noise
+    assert 0.15 < eyes_found(faces).mean() < 0.5
+    assert not eyes_found(np.random.default_rng(0).integers(0, 256, faces.shape, np.uint8)).any()

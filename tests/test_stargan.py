@@ -15,6 +15,7 @@ import torch
 from fer_data.augment import load_training_faces, read_model_record, round_robin_sources
 from fer_data.classifier import from_pngs
 from fer_data.evaluate import load_judge, split_faces
+from fer_data.faces import eyes_found
 from fer_data.images import decode_png
 from fer_data.quality import fixed_sources, hit_rates, to_uint8
 from fer_data.storage import StorageLayout
@@ -258,6 +259,10 @@ def test_synthetic_faces_pass_the_judge_gate_balance_training_and_trace_provenan
     assert report["gate_pass_rate"] == pytest.approx(len(synthetic) / report["gate_attempts"],
                                                      abs=1e-4)
     assert sum(report["gate_rejects"].values()) == len(reasons)
+    picks = np.random.default_rng(0).permutation(len(synthetic))[:1000]
+    assert report["eyes_found"]["pairs"] == len(picks)
+    assert report["eyes_found"]["synthetic"] == pytest.approx(
+        eyes_found(published[picks]).mean(), abs=1e-4)
     assert report.keys() >= {"judge_hit_rate", "judge_real_recall", "ssim_to_source",
                              "frechet_judge_features", "by_target_class", "curve"}
     fd = report["frechet_judge_features"]
