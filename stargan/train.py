@@ -39,7 +39,9 @@ class TrainConfig:
     d_repeat_num: int = 0  # 0: derived from image_size
     lambda_cls: float = 1.0
     lambda_rec: float = 10.0
-    lambda_gp: float = 10.0
+    lambda_gp: float = 10.0  # weight of the gradient penalty: WGAN-GP's, or R1's
+    adv_loss: str = "wgan-gp"  # "wgan-gp" (official) or "r1": non-saturating logistic loss with
+    # an R1 penalty on real faces (StarGAN v2, which trains with one critic step)
     g_lr: float = 1e-4
     d_lr: float = 1e-4
     beta1: float = 0.5
@@ -118,6 +120,13 @@ def gradient_penalty(d_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return ((grad.norm(2, dim=1) - 1) ** 2).mean()
 
 
+def r1_penalty(d_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """0.5 * ||dD(x)/dx||^2 at real faces, the R1 term: it keeps the discriminator flat around
+    the real data instead of bounding its slope everywhere."""
+    grad = torch.autograd.grad(outputs=d_out.float().sum(), inputs=x, create_graph=True)[0]
+    return 0.5 * grad.pow(2).reshape(grad.size(0), -1).sum(dim=1).mean()
+
+
 def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, target)
 
@@ -137,6 +146,8 @@ class Models:
 
 
 def build_models(config: TrainConfig) -> Models:
+    if config.adv_loss not in ("wgan-gp", "r1"):
+        raise ValueError(f"adv_loss {config.adv_loss!r}: choose 'wgan-gp' or 'r1'")
     G = Generator(image_size=config.image_size, channels=config.channels,
                   conv_dim=config.g_conv_dim, c_dim=config.c_dim, repeat_num=config.g_repeat_num,
                   upsample=config.upsample)
@@ -205,17 +216,23 @@ def classifier_warmup(m: Models, images, labels, weights, config: TrainConfig,
 def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
                        rng: torch.Generator) -> dict[str, float]:
     onehot_trg = label2onehot(c_trg, config.c_dim)
+    r1 = config.adv_loss == "r1"
+    x_real = x.detach().requires_grad_(r1)
     with _autocast(config):
-        out_src, out_cls = m.D(x)
-        d_loss_real = -out_src.mean()
+        out_real, out_cls = m.D(x_real)
         d_loss_cls = classification_loss(out_cls.float(), c_org)
         x_fake = m.G(x, onehot_trg).detach()
-        out_src, _ = m.D(x_fake)
-        d_loss_fake = out_src.mean()
-    alpha = torch.rand(x.size(0), 1, 1, 1, generator=rng).to(config.device)
-    x_hat = (alpha * x + (1 - alpha) * x_fake.float()).requires_grad_(True)
-    out_src, _ = m.D(x_hat)
-    d_loss_gp = gradient_penalty(out_src, x_hat)
+        out_fake, _ = m.D(x_fake)
+    if r1:
+        d_loss_real = F.softplus(-out_real.float()).mean()
+        d_loss_fake = F.softplus(out_fake.float()).mean()
+        d_loss_gp = r1_penalty(out_real, x_real)
+    else:
+        d_loss_real, d_loss_fake = -out_real.mean(), out_fake.mean()
+        alpha = torch.rand(x.size(0), 1, 1, 1, generator=rng).to(config.device)
+        x_hat = (alpha * x + (1 - alpha) * x_fake.float()).requires_grad_(True)
+        out_src, _ = m.D(x_hat)
+        d_loss_gp = gradient_penalty(out_src, x_hat)
     loss = d_loss_real + d_loss_fake + config.lambda_cls * d_loss_cls + config.lambda_gp * d_loss_gp
     m.d_opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -229,7 +246,8 @@ def generator_step(m: Models, x, c_org, c_trg, config: TrainConfig) -> dict[str,
     with _autocast(config):
         x_fake = m.G(x, onehot_trg)
         out_src, out_cls = m.D(x_fake)
-        g_loss_fake = -out_src.mean()
+        g_loss_fake = (F.softplus(-out_src.float()).mean() if config.adv_loss == "r1"
+                       else -out_src.mean())
         g_loss_cls = classification_loss(out_cls.float(), c_trg)
         x_rec = m.G(x_fake, onehot_org)
         g_loss_rec = (x - x_rec.float()).abs().mean()

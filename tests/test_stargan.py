@@ -70,7 +70,7 @@ def tiny_config(**changes) -> TrainConfig:
 # the official recipe's choices, and the cpu profile's (moving average of G, class-balanced
 # sources, resize-convolution up-sampling, classifier warm-up)
 RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "bilinear", "cls_warmup_iters": 5,
-                "cls_warmup_batch_size": 8}]
+                "cls_warmup_batch_size": 8}, {"adv_loss": "r1", "lambda_gp": 1.0}]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -92,12 +92,24 @@ def test_killed_run_resumes_on_the_same_loss_curve(tmp_path, recipe):
         assert x.keys() == y.keys()
         assert all(abs(x[k] - y[k]) < 1e-5 for k in x if k != "seconds")
         assert all(torch.isfinite(torch.tensor(v)) for v in y.values())
-    for net in ("G", "G_ema") if recipe else ("G",):
+    for net in ("G", "G_ema") if "ema_beta" in recipe else ("G",):
         for key in a[net]:
             assert torch.allclose(a[net][key], b[net][key], atol=1e-5)
     with pytest.raises(ValueError, match="different config"):
         train(tiny_config(**recipe, batch_size=8), images, labels, tmp_path / "split",
               log=lambda m: None)
+
+
+def test_r1_penalty_is_half_the_squared_gradient_at_the_real_faces():
+    from stargan.train import r1_penalty
+
+    w = torch.randn(1, 4, 4)
+    x = torch.randn(3, 1, 4, 4, requires_grad=True)
+    out = (x * w).sum(dim=(1, 2, 3)) + (x ** 2).sum(dim=(1, 2, 3))  # gradient w + 2x
+    expected = 0.5 * ((w + 2 * x.detach()) ** 2).sum(dim=(1, 2, 3)).mean()
+    assert torch.allclose(r1_penalty(out, x), expected)
+    with pytest.raises(ValueError, match="adv_loss"):
+        build_models(tiny_config(adv_loss="hinge"))
 
 
 def test_moving_average_generator_is_the_one_used_and_lags_the_trained_one(tmp_path):
