@@ -421,11 +421,12 @@ def eyes_found_rates(pairs: list[tuple[np.ndarray, np.ndarray]], most: int = 100
     the faces they were made from, on at most `most` seeded pairs: near the sources' rate, the
     eyes survived translation."""
     picks = np.random.default_rng(seed).permutation(len(pairs))[:most]
-    if not len(picks):
-        return {"synthetic": None, "their_sources": None, "pairs": 0}
-    return {"synthetic": round(float(eyes_found([pairs[i][1] for i in picks]).mean()), 4),
-            "their_sources": round(float(eyes_found([pairs[i][0] for i in picks]).mean()), 4),
-            "pairs": int(len(picks))}
+
+    def rate(side: int) -> float | None:
+        found = eyes_found([pairs[i][side] for i in picks])
+        return round(float(found.mean()), 4) if len(found) else None
+
+    return {"synthetic": rate(1), "their_sources": rate(0), "pairs": int(len(picks))}
 
 
 def synthetic_report_path(layout: StorageLayout):

@@ -254,8 +254,7 @@ def crop_faces(images: Sequence[np.ndarray], detectors: Sequence[Detector],
 def faces_found(detector: Detector, crops: Sequence[np.ndarray]) -> np.ndarray:
     """Whether `detector` finds a face in each face crop (given context and size by `_pad`):
     the `face_found` flag of pre-cropped faces, and the synthetic-face gate's face check."""
-    return np.array([bool(faces) for faces in detector.detect([_pad(c) for c in crops])],
-                    dtype=bool)
+    return np.array([bool(faces) for faces in _detect_in_crops(detector, crops)], dtype=bool)
 
 
 def eyes_found(crops: Sequence[np.ndarray]) -> np.ndarray:
@@ -263,9 +262,12 @@ def eyes_found(crops: Sequence[np.ndarray]) -> np.ndarray:
     independent look at the eye region, the part a damaged synthetic face loses first. Strict
     on real faces too (measured on 1,000 real FER2013 crops: 0.27), so it compares synthetic
     faces with their own sources rather than gating them."""
-    detector = HaarDetector(min_size_fraction=1 / 3)
-    return np.array([any(f.landmarks is not None for f in faces)
-                     for faces in detector.detect([_pad(c) for c in crops])], dtype=bool)
+    found = _detect_in_crops(HaarDetector(min_size_fraction=1 / 3), crops)
+    return np.array([any(f.landmarks is not None for f in faces) for faces in found], dtype=bool)
+
+
+def _detect_in_crops(detector: Detector, crops: Sequence[np.ndarray]) -> list[list[Face]]:
+    return detector.detect([_pad(c) for c in crops])
 
 
 def _pad(image: np.ndarray, fraction: float = 0.25) -> np.ndarray:

@@ -154,10 +154,9 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
         "attempts": result.attempts,
         "gate_pass_rate": report["gate_pass_rate"],
         "eyes_found": MetadataValue.md(
-            "Both eyes found by OpenCV's eye cascade (faces.eyes_found): "
-            f"{report['eyes_found']['synthetic']} of synthetic faces, "
-            f"{report['eyes_found']['their_sources']} of their sources "
-            f"({report['eyes_found']['pairs']} pairs)"),
+            "Both eyes found by OpenCV's eye cascade (faces.eyes_found): {synthetic} of "
+            "synthetic faces, {their_sources} of their sources ({pairs} pairs)".format(
+                **report["eyes_found"])),
         "rejects_by_reason": counts_table(dict(Counter(result.rejects["reason"].to_pylist())),
                                           "reason"),
         "sources_by_class": counts_table(sources_by_class(data, result.rows), "class"),
