@@ -63,14 +63,18 @@ class MtcnnDetector:
     boxes in about two thirds of the time on CPU. Images of equal size can be stacked into
     batches of `batch_size` (they pay on a GPU).
 
-    `min_face_fraction` > 0 starts the image pyramid at faces of that share of the image's
-    shorter side (never below `min_face_size`): the finest pyramid levels, most of PNet's
-    work, only serve faces smaller than that. Off by default (bench/faces.py measures it)."""
+    `large_face_fraction` > 0 runs the image pyramid coarse to fine: an image whose chosen
+    face (confident, largest) spans at least that share of its shorter side is settled by the
+    levels for faces of half that size and up, and skips the finer levels, most of PNet's work,
+    which only look for smaller faces; other images get the whole pyramid. The chosen face is
+    the one the whole pyramid chooses (bench/faces.py measures how often); `n_faces` then
+    counts the faces of the sizes searched. 0: always the whole pyramid (facenet-pytorch's
+    boxes, every face)."""
 
     device: str = "cpu"
     batch_size: int = 1  # on CPU one at a time measured faster; batches pay on a GPU
     min_face_size: int = 20
-    min_face_fraction: float = 0.0
+    large_face_fraction: float = 0.2
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     confident_score: float = 0.95
     name: str = "mtcnn"
@@ -95,13 +99,12 @@ class MtcnnDetector:
 
         results: list[list[Face]] = [[] for _ in images]
         for indices in _same_size_groups(images):
-            smallest = max(self.min_face_size,
-                           round(self.min_face_fraction * min(images[indices[0]].shape[:2])))
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start:start + self.batch_size]
                 batch = np.stack([_rgb(images[i]) for i in chunk])
-                for i, (boxes, points) in zip(chunk, detect_face(batch, self.model, smallest),
-                                              strict=True):
+                for i, (boxes, points) in zip(chunk, detect_face(
+                        batch, self.model, large_face_fraction=self.large_face_fraction,
+                        confident_score=self.confident_score), strict=True):
                     results[i] = [Face(tuple(float(v) for v in box[:4]), float(box[4]), marks)
                                   for box, marks in zip(boxes, points, strict=True)]
         return results

@@ -16,6 +16,8 @@ compares against facenet-pytorch itself; bench/faces.py measures both on real fr
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 import torch
@@ -38,8 +40,11 @@ def _bounds(starts: torch.Tensor, lengths: torch.Tensor, n: int) -> tuple[torch.
 
 
 def summed_area_tables(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, C) uint8 -> (N, H + 1, W + 1, C) float64 sums of every top-left rectangle."""
-    return torch.from_numpy(np.stack([cv2.integral(im, sdepth=cv2.CV_64F) for im in images]))
+    """(N, H, W, C) uint8 -> (N, H + 1, W + 1, C) sums of every top-left rectangle: exact
+    int32 (half the memory traffic of float64) unless an image's sum could overflow it."""
+    _, h, w, _ = images.shape
+    depth = cv2.CV_32S if h * w * 255 < 2**31 else cv2.CV_64F
+    return torch.from_numpy(np.stack([cv2.integral(im, sdepth=depth) for im in images]))
 
 
 def area_resize(tables: torch.Tensor, image_inds: torch.Tensor, y0, y1, x0, x1,
@@ -59,21 +64,27 @@ def area_resize(tables: torch.Tensor, image_inds: torch.Tensor, y0, y1, x0, x1,
 
     sums = at(bottom, right) - at(top, right) - at(bottom, left) + at(top, left)
     area = (bottom - top)[:, :, None, None] * (right - left)[:, None, :, None]
-    return (sums / area).float().permute(0, 3, 1, 2)
+    return (sums.double() / area).float().permute(0, 3, 1, 2)
+
+
+@functools.lru_cache(maxsize=256)
+def _level_bounds(height: int, width: int, out_h: int, out_w: int) -> tuple[torch.Tensor, ...]:
+    """Source rows and columns of each output cell of a whole image resized (see _bounds)."""
+    zero = torch.zeros(1, dtype=torch.long)
+    top, bottom = (v[0] for v in _bounds(zero, torch.tensor([height]), out_h))
+    left, right = (v[0] for v in _bounds(zero, torch.tensor([width]), out_w))
+    return top, bottom, left, right
 
 
 def resize_whole(tables: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
     """Every image resized to out_h x out_w as torch's mode="area" does (one level of the image
     pyramid), from the summed-area tables: row differences, then column differences."""
     _, height, width, _ = tables.shape
-    top, bottom = (v[0] for v in _bounds(torch.zeros(1, dtype=torch.long),
-                                          torch.tensor([height - 1]), out_h))
-    left, right = (v[0] for v in _bounds(torch.zeros(1, dtype=torch.long),
-                                          torch.tensor([width - 1]), out_w))
+    top, bottom, left, right = _level_bounds(height - 1, width - 1, out_h, out_w)
     rows = tables.index_select(1, bottom) - tables.index_select(1, top)
     sums = rows.index_select(2, right) - rows.index_select(2, left)
     area = (bottom - top)[:, None, None] * (right - left)[None, :, None]
-    return (sums / area).float().permute(0, 3, 1, 2)
+    return (sums.double() / area).float().permute(0, 3, 1, 2)
 
 
 def _crops(tables, boxes, image_inds, size):
@@ -89,46 +100,78 @@ def _crops(tables, boxes, image_inds, size):
     return (crops - 127.5) * 0.0078125, keep
 
 
-@torch.no_grad()
-def detect_face(images: np.ndarray, mtcnn, min_face_size: int | None = None
-                ) -> list[tuple[np.ndarray, np.ndarray]]:
+@torch.inference_mode()
+def detect_face(images: np.ndarray, mtcnn, large_face_fraction: float = 0.0,
+                confident_score: float = 1.0) -> list[tuple[np.ndarray, np.ndarray]]:
     """MTCNN on a stack of equal-size RGB images (N, H, W, 3) uint8: per image, its boxes
     (k, 5: x1, y1, x2, y2, probability) and landmarks (k, 5, 2), as facenet_pytorch's
-    `detect_face` computes them with this MTCNN's thresholds and factor, and its
-    min_face_size unless one is given. The networks run where they are (CPU or CUDA)."""
-    from facenet_pytorch.models.utils.detect_face import (
-        batched_nms_numpy,
-        bbreg,
-        generateBoundingBox,
-        rerec,
-    )
+    `detect_face` computes them with this MTCNN's thresholds, factor and min_face_size. The
+    networks run where they are (CPU or CUDA).
 
+    With `large_face_fraction` > 0, the image pyramid runs coarse to fine: first only the
+    levels for faces of at least half that share of the shorter side; an image with a face of
+    at least `confident_score` whose box spans that share is done (the finer levels, most of
+    PNet's work, only look for smaller faces, which would not be chosen over it); every other
+    image also gets the finer levels, and its boxes are then those of the whole pyramid."""
     n, h, w, _ = images.shape
-    threshold = mtcnn.thresholds
     tables = summed_area_tables(images)
-    device = next(mtcnn.pnet.parameters()).device
-
-    def run(net, data):
-        return [out.cpu() for out in net(data.to(device))]
-
-    m = 12.0 / (min_face_size or mtcnn.min_face_size)
+    m = 12.0 / mtcnn.min_face_size
     scales, scale, minl = [], m, min(h, w) * m
     while minl >= 12:  # multiplied step by step as facenet-pytorch does: the same pyramid
         scales.append(scale)
         scale, minl = scale * mtcnn.factor, minl * mtcnn.factor
+    large = large_face_fraction * min(h, w)
+    # fine levels: their 12 px window is smaller than half a large face
+    fine = sum(12.0 / s < large / 2 for s in scales) if large > 0 else 0
+    everyone = torch.arange(n)
+    coarse = [_pnet_level(tables, everyone, mtcnn, s) for s in scales[fine:]]
+    boxes, points, owner = _refine(tables, mtcnn, coarse)
+    if fine:
+        sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        done = np.zeros(n, bool)
+        done[owner[(boxes[:, 4] >= confident_score) & (sides >= large)]] = True
+        rest = torch.from_numpy(np.flatnonzero(~done))
+        if len(rest):
+            some = tables[rest]
+            levels = [_pnet_level(some, rest, mtcnn, s) for s in scales[:fine]]
+            levels += [(b[torch.isin(i, rest)], i[torch.isin(i, rest)]) for b, i in coarse]
+            again = _refine(tables, mtcnn, levels)
+            keep = done[owner]
+            boxes, points, owner = (np.concatenate([a[keep], b]) for a, b in
+                                    zip((boxes, points, owner), again, strict=True))
+    return [(boxes[owner == i], points[owner == i]) for i in range(n)]
 
-    # first stage: PNet over the image pyramid
-    found, inds, picks, offset = [], [], [], 0
-    for scale in scales:
-        level = resize_whole(tables, int(h * scale + 1), int(w * scale + 1))
-        reg, probs = run(mtcnn.pnet, (level - 127.5) * 0.0078125)
-        boxes_s, inds_s = generateBoundingBox(reg, probs[:, 1], scale, threshold[0])
-        found.append(boxes_s)
-        inds.append(inds_s)
-        picks.append(batched_nms(boxes_s[:, :4], boxes_s[:, 4], inds_s, 0.5) + offset)
-        offset += boxes_s.shape[0]
-    pick = torch.cat(picks)
-    boxes, image_inds = torch.cat(found)[pick], torch.cat(inds)[pick]
+
+def _run(net, data: torch.Tensor) -> list[torch.Tensor]:
+    device = next(net.parameters()).device
+    return [out.cpu() for out in net(data.to(device))]
+
+
+def _pnet_level(tables: torch.Tensor, images: torch.Tensor, mtcnn, scale: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """PNet's candidate boxes on one pyramid level of the images whose summed-area tables
+    are given (their per-level non-maximum suppression done), and which image each box is in
+    (`images`: the stack's image index of each table)."""
+    from facenet_pytorch.models.utils.detect_face import generateBoundingBox
+
+    _, h, w, _ = tables.shape
+    level = resize_whole(tables, int((h - 1) * scale + 1), int((w - 1) * scale + 1))
+    reg, probs = _run(mtcnn.pnet, (level - 127.5) * 0.0078125)
+    boxes, inds = generateBoundingBox(reg, probs[:, 1], scale, mtcnn.thresholds[0])
+    pick = batched_nms(boxes[:, :4], boxes[:, 4], inds, 0.5)
+    return boxes[pick], images[inds[pick]]
+
+
+def _refine(tables: torch.Tensor, mtcnn, levels: list[tuple[torch.Tensor, torch.Tensor]]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The PNet candidates of every level, merged, then RNet on 24 px and ONet on 48 px crops:
+    boxes (k, 5), landmarks (k, 5, 2) and the image of each."""
+    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, rerec
+
+    threshold = mtcnn.thresholds
+    if not levels:  # an image too small for the smallest face
+        return np.zeros((0, 5), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros(0, int)
+    boxes, image_inds = torch.cat([b for b, _ in levels]), torch.cat([i for _, i in levels])
     pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
     boxes, image_inds = boxes[pick], image_inds[pick]
     regw, regh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -141,7 +184,7 @@ def detect_face(images: np.ndarray, mtcnn, min_face_size: int | None = None
     if len(boxes):
         data, keep = _crops(tables, boxes, image_inds, 24)
         boxes, image_inds = boxes[keep], image_inds[keep]
-        reg, probs = run(mtcnn.rnet, data)
+        reg, probs = _run(mtcnn.rnet, data)
         ok = probs[:, 1] > threshold[1]
         boxes = torch.cat((boxes[ok, :4], probs[ok, 1:2]), dim=1)
         image_inds, reg = image_inds[ok], reg[ok]
@@ -154,7 +197,7 @@ def detect_face(images: np.ndarray, mtcnn, min_face_size: int | None = None
     if len(boxes):
         data, keep = _crops(tables, boxes, image_inds, 48)
         boxes, image_inds = boxes[keep], image_inds[keep]
-        reg, marks, probs = run(mtcnn.onet, data)
+        reg, marks, probs = _run(mtcnn.onet, data)
         ok = probs[:, 1] > threshold[2]
         boxes = torch.cat((boxes[ok, :4], probs[ok, 1:2]), dim=1)
         image_inds, reg, marks = image_inds[ok], reg[ok], marks[ok]
@@ -164,6 +207,4 @@ def detect_face(images: np.ndarray, mtcnn, min_face_size: int | None = None
         boxes = bbreg(boxes, reg)
         pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
         boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
-
-    boxes, points, image_inds = boxes.numpy(), points.numpy(), image_inds.numpy()
-    return [(boxes[image_inds == i], points[image_inds == i]) for i in range(n)]
+    return boxes.numpy().reshape(-1, 5), points.numpy(), image_inds.numpy()

@@ -63,18 +63,56 @@ def test_single_face_portraits_and_multiface_on_real_photos(shared, mtcnn):
     assert multi.box == max(all_faces, key=lambda f: f.area).box
 
 
-def test_false_positives_lose_to_the_real_face(shared, mtcnn):
+def test_false_positives_lose_to_the_real_face(shared):
     # one portrait has two low-confidence MTCNN false positives besides the face, found by
     # the whole image pyramid
     path = shared / "photos" / "angelina_jolie.jpg"
     image = np.asarray(Image.open(path).convert("RGB"))
-    faces = mtcnn.detect([image])[0]
+    faces = MtcnnDetector(large_face_fraction=0).detect([image])[0]
     assert len(faces) == 3
-    chosen = choose_face(faces, mtcnn.confident_score)
+    chosen = choose_face(faces, MtcnnDetector.confident_score)
     assert chosen.score == max(f.score for f in faces) > 0.99
-    # a pyramid that starts at faces of a fifth of the shorter side skips the small ones
-    large = MtcnnDetector(min_face_fraction=0.2).detect([image])[0]
-    assert len(large) == 1 and iou(large[0].box, chosen.box) > 0.95
+    # coarse to fine, the large face settles the image before the levels of small faces
+    large = MtcnnDetector().detect([image])[0]
+    assert len(large) == 1 and np.allclose(large[0].box, chosen.box, atol=0.01)
+
+
+def real_photos_and_frames(shared) -> list[np.ndarray]:
+    from fer_data.frames import FrameOptions, decode_frames
+
+    photos = [np.asarray(Image.open(p).convert("RGB"))
+              for p in sorted((shared / "photos").glob("*.jpg"))]
+    frames = decode_frames(shared / "video" / "faces.mp4", FrameOptions(fps=2, max_height=540))
+    return photos + [np.stack([f] * 3, axis=-1) for f in frames]  # frames come gray
+
+
+def pnet_levels(detector: MtcnnDetector, image: np.ndarray) -> tuple[int, list[Face]]:
+    """How many pyramid levels PNet ran on to detect the faces of one image, and the faces."""
+    calls = []
+    hook = detector.model.pnet.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        faces = detector.detect([image])[0]
+    finally:
+        hook.remove()
+    return len(calls), faces
+
+
+def test_coarse_to_fine_pyramid_chooses_the_face_the_whole_pyramid_chooses(shared):
+    coarse_to_fine, whole = MtcnnDetector(), MtcnnDetector(large_face_fraction=0)
+    images = real_photos_and_frames(shared)
+    skipped = []
+    for image in images:
+        (n_fast, fast), (n_whole, every) = pnet_levels(coarse_to_fine, image), pnet_levels(
+            whole, image)
+        a, b = (choose_face(f, MtcnnDetector.confident_score) for f in (fast, every))
+        assert a is not None and b is not None
+        # the same face, up to float rounding (the later stages see other batches)
+        assert np.allclose(a.box, b.box, atol=0.01) and abs(a.score - b.score) < 1e-5
+        large = min(b.box[2] - b.box[0], b.box[3] - b.box[1]) >= 0.2 * min(image.shape[:2])
+        # a large face skips the finer levels; otherwise every level runs, each once
+        assert (n_fast < n_whole) if large else (n_fast == n_whole and len(fast) == len(every))
+        skipped.append(n_fast < n_whole)
+    assert 3 <= sum(skipped) < len(images)  # the portraits; not the group photo or the frames
 
 
 def facenet_reference(images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -108,17 +146,13 @@ def test_fast_mtcnn_finds_the_boxes_facenet_pytorch_finds():
 
     images = [cv2.resize(drawn(roll, seed), (size, size))
               for roll, seed, size in [(0, 1, 480), (6, 2, 480), (-4, 3, 480), (0, 4, 160)]]
-    assert_same_faces(MtcnnDetector(batch_size=3).detect(images), facenet_reference(images))
+    exact = MtcnnDetector(batch_size=3, large_face_fraction=0)
+    assert_same_faces(exact.detect(images), facenet_reference(images))
 
 
 def test_fast_mtcnn_matches_facenet_pytorch_on_real_photos_and_frames(shared):
-    from fer_data.frames import FrameOptions, decode_frames
-
-    photos = [np.asarray(Image.open(p).convert("RGB"))
-              for p in sorted((shared / "photos").glob("*.jpg"))]
-    frames = decode_frames(shared / "video" / "faces.mp4", FrameOptions(fps=2, max_height=540))
-    images = photos + [np.stack([f] * 3, axis=-1) for f in frames]  # frames come gray
-    ours = MtcnnDetector().detect(images)
+    images = real_photos_and_frames(shared)
+    ours = MtcnnDetector(large_face_fraction=0).detect(images)
     assert sum(map(len, ours)) > len(images)  # faces found (the multi-face photo among them)
     assert_same_faces(ours, facenet_reference(images))
 
