@@ -12,6 +12,10 @@ compares against facenet-pytorch itself; bench/faces.py measures both on real fr
   boxes at once. Area resizing averages, for output pixel i, the source rows floor(i*h/n) ..
   ceil((i+1)*h/n) (and the same for columns), so four lookups give each output pixel exactly, up
   to float rounding.
+
+And, optionally (`large_face_fraction`, on in the pipeline), the pyramid runs coarse to fine:
+the finer levels, most of PNet's work, run only for images without a large face, which is all
+they could have changed the chosen face for (see `detect_face`).
 """
 
 from __future__ import annotations
