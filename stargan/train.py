@@ -62,6 +62,9 @@ class TrainConfig:
     ema_beta: float = 0.0  # > 0: keep an exponential moving average of G's weights and use it
     cls_warmup_iters: int = 0  # D's domain classifier first learns the real faces alone
     cls_warmup_batch_size: int = 64
+    fake_class: bool = False  # D's classifier gets a "fake" class for G's output (K+1 classes,
+    # as in semi-supervised GANs): what makes D call a fake "disgust" must then be disgust, not
+    # a pattern that only G's translations carry
     domains: list[str] = field(default_factory=list)
 
     def resolved(self) -> "TrainConfig":
@@ -152,7 +155,7 @@ def build_models(config: TrainConfig) -> Models:
                   conv_dim=config.g_conv_dim, c_dim=config.c_dim, repeat_num=config.g_repeat_num,
                   upsample=config.upsample)
     D = Discriminator(image_size=config.image_size, channels=config.channels,
-                      conv_dim=config.d_conv_dim, c_dim=config.c_dim,
+                      conv_dim=config.d_conv_dim, c_dim=config.c_dim + config.fake_class,
                       repeat_num=config.d_repeat_num or None)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     G.to(config.device, memory_format=memory_format)
@@ -222,7 +225,10 @@ def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
         out_real, out_cls = m.D(x_real)
         d_loss_cls = classification_loss(out_cls.float(), c_org)
         x_fake = m.G(x, onehot_trg).detach()
-        out_fake, _ = m.D(x_fake)
+        out_fake, fake_cls = m.D(x_fake)
+    if config.fake_class:  # the fakes' class is the extra last one
+        d_loss_cls = d_loss_cls + classification_loss(
+            fake_cls.float(), torch.full_like(c_org, config.c_dim))
     if r1:
         d_loss_real = F.softplus(-out_real.float()).mean()
         d_loss_fake = F.softplus(out_fake.float()).mean()

@@ -70,7 +70,8 @@ def tiny_config(**changes) -> TrainConfig:
 # the official recipe's choices, and the cpu profile's (moving average of G, class-balanced
 # sources, resize-convolution up-sampling, classifier warm-up)
 RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "bilinear", "cls_warmup_iters": 5,
-                "cls_warmup_batch_size": 8}, {"adv_loss": "r1", "lambda_gp": 1.0}]
+                "cls_warmup_batch_size": 8}, {"adv_loss": "r1", "lambda_gp": 1.0},
+           {"fake_class": True}]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -110,6 +111,30 @@ def test_r1_penalty_is_half_the_squared_gradient_at_the_real_faces():
     assert torch.allclose(r1_penalty(out, x), expected)
     with pytest.raises(ValueError, match="adv_loss"):
         build_models(tiny_config(adv_loss="hinge"))
+
+
+def test_fake_class_teaches_the_classifier_to_call_translations_fake():
+    from stargan.train import discriminator_step, generator_step, label2onehot
+
+    config = tiny_config(fake_class=True, d_lr=1e-3, g_lr=1e-3).resolved()
+    torch.manual_seed(0)
+    models = build_models(config)
+    images, labels = torch.rand(40, 1, 48, 48) * 2 - 1, torch.arange(40) % 3
+    rng = torch.Generator().manual_seed(0)
+    x, c_org, c_trg = sample_batch(images, labels, config, rng)
+
+    def fake_share(faces) -> float:  # the classifier's probability of the extra class
+        return models.D(faces)[1].softmax(1)[:, config.c_dim].mean().item()
+
+    assert models.D(x)[1].shape == (config.batch_size, config.c_dim + 1)
+    for _ in range(40):
+        discriminator_step(models, x, c_org, c_trg, config, rng)
+    fakes = models.G(x, label2onehot(c_trg, config.c_dim)).detach()
+    assert fake_share(fakes) > 0.8 > 0.2 > fake_share(x)
+    # the generator's classification loss counts the fake class: its step makes fakes less so
+    for _ in range(10):
+        generator_step(models, x, c_org, c_trg, config)
+    assert fake_share(models.G(x, label2onehot(c_trg, config.c_dim)).detach()) < fake_share(fakes)
 
 
 def test_moving_average_generator_is_the_one_used_and_lags_the_trained_one(tmp_path):
