@@ -92,7 +92,8 @@ PROFILES: dict[str, TrainConfig] = {
     # without it the judge's hit rate swung from 0.01 to 0.33 between checkpoints); and D's
     # classifier first trained on real faces alone (1,500 batches of 64, about a minute): at
     # batch 16 it saw too few faces to learn the expressions it teaches G.
-    # WGAN-GP stays: the non-saturating loss with R1 (adv_loss="r1"), tried, rated far lower.
+    # WGAN-GP stays: the non-saturating loss with R1 (adv_loss="r1"), tried, rated far lower;
+    # fake_class, tried, peaked higher (0.39 at step 1,500) and then collapsed (README).
     "cpu": TrainConfig(g_conv_dim=32, d_conv_dim=32, g_repeat_num=3, batch_size=16,
                        n_critic=1, g_lr=2e-4, d_lr=2e-4, num_iters=6000, num_iters_decay=3000,
                        checkpoint_every=500, log_every=100, channels_last=True,
