@@ -138,7 +138,9 @@ def detect_face(images: np.ndarray, mtcnn, large_face_fraction: float = 0.0,
         if len(rest):
             some = tables[rest]
             levels = [_pnet_level(some, rest, mtcnn, s) for s in scales[:fine]]
-            levels += [(b[torch.isin(i, rest)], i[torch.isin(i, rest)]) for b, i in coarse]
+            for b, i in coarse:
+                mine = torch.isin(i, rest)
+                levels.append((b[mine], i[mine]))
             again = _refine(tables, mtcnn, levels)
             keep = done[owner]
             boxes, points, owner = (np.concatenate([a[keep], b]) for a, b in
