@@ -62,9 +62,9 @@ class TrainConfig:
     ema_beta: float = 0.0  # > 0: keep an exponential moving average of G's weights and use it
     cls_warmup_iters: int = 0  # D's domain classifier first learns the real faces alone
     cls_warmup_batch_size: int = 64
-    fake_class: bool = False  # D's classifier gets a "fake" class for G's output (K+1 classes,
-    # as in semi-supervised GANs): what makes D call a fake "disgust" must then be disgust, not
-    # a pattern that only G's translations carry
+    fake_class_weight: float = 0.0  # > 0: D's classifier gets a "fake" class for G's output
+    # (K+1 classes, as in semi-supervised GANs), its loss on G's output weighted by this: what
+    # makes D call a fake "disgust" must then be disgust, not a pattern only G's output carries
     domains: list[str] = field(default_factory=list)
 
     def resolved(self) -> "TrainConfig":
@@ -93,7 +93,7 @@ PROFILES: dict[str, TrainConfig] = {
     # classifier first trained on real faces alone (1,500 batches of 64, about a minute): at
     # batch 16 it saw too few faces to learn the expressions it teaches G.
     # WGAN-GP stays: the non-saturating loss with R1 (adv_loss="r1"), tried, rated far lower;
-    # fake_class, tried, peaked higher (0.39 at step 1,500) and then collapsed (README).
+    # fake_class_weight 1, tried, peaked higher (0.39 at step 1,500), then collapsed (README).
     "cpu": TrainConfig(g_conv_dim=32, d_conv_dim=32, g_repeat_num=3, batch_size=16,
                        n_critic=1, g_lr=2e-4, d_lr=2e-4, num_iters=6000, num_iters_decay=3000,
                        checkpoint_every=500, log_every=100, channels_last=True,
@@ -156,8 +156,9 @@ def build_models(config: TrainConfig) -> Models:
     G = Generator(image_size=config.image_size, channels=config.channels,
                   conv_dim=config.g_conv_dim, c_dim=config.c_dim, repeat_num=config.g_repeat_num,
                   upsample=config.upsample)
+    fake_class = config.fake_class_weight > 0
     D = Discriminator(image_size=config.image_size, channels=config.channels,
-                      conv_dim=config.d_conv_dim, c_dim=config.c_dim + config.fake_class,
+                      conv_dim=config.d_conv_dim, c_dim=config.c_dim + fake_class,
                       repeat_num=config.d_repeat_num or None)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     G.to(config.device, memory_format=memory_format)
@@ -228,8 +229,8 @@ def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
         d_loss_cls = classification_loss(out_cls.float(), c_org)
         x_fake = m.G(x, onehot_trg).detach()
         out_fake, fake_cls = m.D(x_fake)
-    if config.fake_class:  # the fakes' class is the extra last one
-        d_loss_cls = d_loss_cls + classification_loss(
+    if config.fake_class_weight > 0:  # the fakes' class is the extra last one
+        d_loss_cls = d_loss_cls + config.fake_class_weight * classification_loss(
             fake_cls.float(), torch.full_like(c_org, config.c_dim))
     if r1:
         d_loss_real = F.softplus(-out_real.float()).mean()

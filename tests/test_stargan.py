@@ -71,7 +71,7 @@ def tiny_config(**changes) -> TrainConfig:
 # sources, resize-convolution up-sampling, classifier warm-up)
 RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "bilinear", "cls_warmup_iters": 5,
                 "cls_warmup_batch_size": 8}, {"adv_loss": "r1", "lambda_gp": 1.0},
-           {"fake_class": True}]
+           {"fake_class_weight": 0.25}]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -116,7 +116,7 @@ def test_r1_penalty_is_half_the_squared_gradient_at_the_real_faces():
 def test_fake_class_teaches_the_classifier_to_call_translations_fake():
     from stargan.train import discriminator_step, generator_step, label2onehot
 
-    config = tiny_config(fake_class=True, d_lr=1e-3, g_lr=1e-3).resolved()
+    config = tiny_config(fake_class_weight=1.0, d_lr=1e-3, g_lr=1e-3).resolved()
     torch.manual_seed(0)
     models = build_models(config)
     images, labels = torch.rand(40, 1, 48, 48) * 2 - 1, torch.arange(40) % 3
