@@ -159,6 +159,12 @@ class RunConfig:
             device=resolve_device(self.device))
 
 
+def published_generators(data: str | Path) -> list[str]:
+    """The generators (`sha256=... step=... seed=...`) of a class set's synthetic rows."""
+    return sorted(set(pq.read_table(Path(data) / "train.parquet", columns=["generator"])
+                      .column("generator").drop_null().to_pylist()))
+
+
 def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -183,8 +189,7 @@ def train_classifier(config: RunConfig, log: Callable[[str], None] = print) -> d
     scores = metrics(predict(result.model, test, options.device), test.labels.numpy(),
                      test.classes)
     synthetic_rows = int(train.synthetic.sum()) if train.synthetic is not None else 0
-    generators = sorted(set(pq.read_table(Path(config.data) / "train.parquet", columns=[
-        "generator"]).column("generator").drop_null().to_pylist())) if synthetic_rows else []
+    generators = published_generators(config.data) if synthetic_rows else []
     scores.update(model=config.model, seed=config.seed, train_rows=len(train),
                   synthetic_rows=synthetic_rows, generators=generators,
                   options=asdict(options), train_counts=dict(zip(
@@ -353,15 +358,20 @@ def run_experiment(data: str | Path, results: Path, runs: Path, model: str = "cn
                    **overrides) -> list[dict]:
     """Train every variant x seed not yet in `results` (one JSON per run, so an interrupted
     grid continues where it stopped; seed-major, so every variant has a first seed before any
-    has a second), then return all records there. `runs` holds the run folders."""
+    has a second), then return all records there. `runs` holds the run folders. A synthetic
+    variant's result made with other synthetic rows than `data` now holds (another generator)
+    is stale and runs again."""
     results.mkdir(parents=True, exist_ok=True)
+    generators = published_generators(data)
     done = 0
     for seed in seeds:
         for variant in variants or list(VARIANTS):
             path = results / f"{model}_{variant}_seed{seed}.json"
-            if path.exists() or (max_runs and done >= max_runs):
+            stale = (path.exists() and VARIANTS[variant]["synthetic"] == "include"
+                     and json.loads(path.read_text())["generators"] != generators)
+            if (path.exists() and not stale) or (max_runs and done >= max_runs):
                 continue
-            log(f"== {path.stem}")
+            log(f"== {path.stem}" + (" (stale: made with another generator)" if stale else ""))
             config = variant_config(str(data), str(runs / path.stem), variant, model, seed,
                                     **overrides)
             scores = train_classifier(config, log=lambda m: log("  " + m))

@@ -149,6 +149,15 @@ def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeli
     again = run_experiment(data, results, tmp_path / "runs", seeds=(0,), log=trained.append,
                            epochs=1, max_steps=2)
     assert trained == [] and again == first  # resumed: nothing trained twice
+    # a new generator's rows make the synthetic variants' results stale: only they run again
+    stale = results / "cnn_stargan_seed0.json"
+    stale.write_text(json.dumps({**by["stargan"], "generators": ["sha256=old step=1 seed=0"]}))
+    rerun = []
+    again = run_experiment(data, results, tmp_path / "runs", seeds=(0,), log=rerun.append,
+                           epochs=1, max_steps=2)
+    assert [m for m in rerun if m.startswith("==")] == [
+        "== cnn_stargan_seed0 (stale: made with another generator)"]
+    assert [r["generators"] for r in again if r["variant"] == "stargan"] == [made_by]
     table = summary_table(again)
     assert table.count("| cnn |") == len(VARIANTS)
     rows = training_rows_table(again).splitlines()
