@@ -17,7 +17,8 @@ epoch on the real validation split and is scored on the real test split:
 
 Results: bench/results/augmentation/<model>_<variant>_seed<k>.json (skipped when present, so
 an interrupted grid continues where it stopped; a stargan variant's runs again when its synthetic
-rows came from another generator), then report.md (mean ± std over seeds) and disgust_f1.png. On a CUDA machine: --device cuda --model vit.
+rows came from another generator), then report.md (mean ± std over seeds) and disgust_f1.png.
+On a CUDA machine: --device cuda --model vit.
 """
 
 from __future__ import annotations
