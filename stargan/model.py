@@ -7,7 +7,10 @@ with, while one left in train mode depends on nothing but the image; without tra
 train mode give the same per-image output and `G.eval()` is always safe. And the generator can
 up-sample by a resize (`upsample="nearest"` or `"bilinear"`) + 3x3 convolution instead of the
 official transposed convolution, whose uneven kernel overlap paints a checkerboard on the faces
-(Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016)."""
+(Odena et al., "Deconvolution and Checkerboard Artifacts", Distill 2016). And it can paint
+through an attention mask (`output="attention"`, GANimation, Pumarola et al., ECCV 2018): a
+second head gives a per-pixel mask A in [0, 1] and the output is A * input + (1 - A) * colour,
+so what the expression does not touch (eyes, hair, background) is the source's own pixels."""
 
 from __future__ import annotations
 
@@ -36,11 +39,14 @@ class Generator(nn.Module):
     """Image + target domain (one-hot, tiled over the image) -> translated image in [-1, 1]."""
 
     def __init__(self, *, image_size: int = 128, channels: int = 3, conv_dim: int = 64,
-                 c_dim: int = 5, repeat_num: int = 6, upsample: str = "deconv"):
+                 c_dim: int = 5, repeat_num: int = 6, upsample: str = "deconv",
+                 output: str = "image"):
         super().__init__()
         if upsample not in ("deconv", "nearest", "bilinear"):
             raise ValueError(f"upsample must be 'deconv', 'nearest' or 'bilinear', not "
                              f"{upsample!r}")
+        if output not in ("image", "attention"):
+            raise ValueError(f"output must be 'image' or 'attention', not {output!r}")
         if image_size % 4:
             raise ValueError(f"image_size {image_size} must be divisible by 4 (two down-samplings)")
         layers = [nn.Conv2d(channels + c_dim, conv_dim, kernel_size=7, stride=1, padding=3,
@@ -62,13 +68,27 @@ class Generator(nn.Module):
             layers += [nn.InstanceNorm2d(dim // 2, affine=True),
                        nn.ReLU(inplace=True)]
             dim //= 2
-        layers += [nn.Conv2d(dim, channels, kernel_size=7, stride=1, padding=3, bias=False),
-                   nn.Tanh()]
-        self.main = nn.Sequential(*layers)
+        colour = [nn.Conv2d(dim, channels, kernel_size=7, stride=1, padding=3, bias=False),
+                  nn.Tanh()]
+        if output == "image":  # the official layout: one sequence, colour head included
+            self.main = nn.Sequential(*layers, *colour)
+            self.colour = self.attention = None
+        else:
+            self.main = nn.Sequential(*layers)
+            self.colour = nn.Sequential(*colour)
+            self.attention = nn.Sequential(
+                nn.Conv2d(dim, 1, kernel_size=7, stride=1, padding=3, bias=False), nn.Sigmoid())
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, *, with_mask: bool = False):
+        """The translation; with_mask=True: (translation, attention mask), the mask None for
+        output="image"."""
         c = c.view(c.size(0), c.size(1), 1, 1).expand(-1, -1, x.size(2), x.size(3))
-        return self.main(torch.cat([x, c], dim=1))
+        h = self.main(torch.cat([x, c], dim=1))
+        if self.attention is None:
+            return (h, None) if with_mask else h
+        mask = self.attention(h)
+        out = mask * x + (1 - mask) * self.colour(h)
+        return (out, mask) if with_mask else out
 
 
 def discriminator_depth(image_size: int, max_depth: int = 6) -> int:

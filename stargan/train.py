@@ -58,6 +58,10 @@ class TrainConfig:
     channels_last: bool = False
     upsample: str = "deconv"  # the generator's up-sampling: "deconv" (official), "nearest" or
     # "bilinear" (a resize, then a 3x3 convolution)
+    g_output: str = "image"  # "image" (official) or "attention": G paints through a mask
+    # (GANimation) and keeps the source's pixels where the mask is 1
+    lambda_mask: float = 0.1  # with "attention": weight of mean(mask) + its squared gradient,
+    # which keeps the mask from saturating at 1 (no edit) and from speckling (GANimation)
     balanced: bool = False  # draw source faces class-balanced instead of by class frequency
     ema_beta: float = 0.0  # > 0: keep an exponential moving average of G's weights and use it
     cls_warmup_iters: int = 0  # D's domain classifier first learns the real faces alone
@@ -155,7 +159,7 @@ def build_models(config: TrainConfig) -> Models:
         raise ValueError(f"adv_loss {config.adv_loss!r}: choose 'wgan-gp' or 'r1'")
     G = Generator(image_size=config.image_size, channels=config.channels,
                   conv_dim=config.g_conv_dim, c_dim=config.c_dim, repeat_num=config.g_repeat_num,
-                  upsample=config.upsample)
+                  upsample=config.upsample, output=config.g_output)
     fake_class = config.fake_class_weight > 0
     D = Discriminator(image_size=config.image_size, channels=config.channels,
                       conv_dim=config.d_conv_dim, c_dim=config.c_dim + fake_class,
@@ -250,22 +254,36 @@ def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
             "D/loss_cls": d_loss_cls.item(), "D/loss_gp": d_loss_gp.item()}
 
 
+def mask_loss(mask: torch.Tensor) -> torch.Tensor:
+    """mean(A) + the mean squared difference of neighbouring mask pixels (GANimation's
+    attention loss: small, so the generator edits; smooth, so it edits regions, not pixels)."""
+    mask = mask.float()
+    tv = ((mask[..., 1:, :] - mask[..., :-1, :]).pow(2).mean()
+          + (mask[..., :, 1:] - mask[..., :, :-1]).pow(2).mean())
+    return mask.mean() + tv
+
+
 def generator_step(m: Models, x, c_org, c_trg, config: TrainConfig) -> dict[str, float]:
     onehot_org, onehot_trg = label2onehot(c_org, config.c_dim), label2onehot(c_trg, config.c_dim)
     with _autocast(config):
-        x_fake = m.G(x, onehot_trg)
+        x_fake, mask_fake = m.G(x, onehot_trg, with_mask=True)
         out_src, out_cls = m.D(x_fake)
         g_loss_fake = (F.softplus(-out_src.float()).mean() if config.adv_loss == "r1"
                        else -out_src.mean())
         g_loss_cls = classification_loss(out_cls.float(), c_trg)
-        x_rec = m.G(x_fake, onehot_org)
+        x_rec, mask_rec = m.G(x_fake, onehot_org, with_mask=True)
         g_loss_rec = (x - x_rec.float()).abs().mean()
     loss = g_loss_fake + config.lambda_rec * g_loss_rec + config.lambda_cls * g_loss_cls
+    losses = {"G/loss_fake": g_loss_fake.item(), "G/loss_rec": g_loss_rec.item(),
+              "G/loss_cls": g_loss_cls.item()}
+    if mask_fake is not None:
+        g_loss_mask = mask_loss(mask_fake) + mask_loss(mask_rec)
+        loss = loss + config.lambda_mask * g_loss_mask
+        losses["G/loss_mask"] = g_loss_mask.item()
     m.g_opt.zero_grad(set_to_none=True)
     loss.backward()
     m.g_opt.step()
-    return {"G/loss_fake": g_loss_fake.item(), "G/loss_rec": g_loss_rec.item(),
-            "G/loss_cls": g_loss_cls.item()}
+    return losses
 
 
 def decay_lr(m: Models, step: int, config: TrainConfig) -> None:

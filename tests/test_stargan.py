@@ -27,6 +27,7 @@ from stargan.train import (
     build_models,
     classifier_warmup,
     load_checkpoint,
+    mask_loss,
     sample_batch,
     source_weights,
     train,
@@ -60,6 +61,24 @@ def test_generator_eval_mode_gives_batch_independent_output():
     assert torch.allclose(together, alone, atol=1e-5)
 
 
+def test_attention_generator_paints_through_its_mask():
+    torch.manual_seed(0)
+    G = Generator(image_size=48, channels=1, conv_dim=8, c_dim=3, repeat_num=1,
+                  output="attention").eval()
+    x = torch.rand(2, 1, 48, 48) * 2 - 1
+    c = torch.eye(3)[:2]
+    out, mask = G(x, c, with_mask=True)
+    assert mask.shape == (2, 1, 48, 48) and ((mask > 0) & (mask < 1)).all()
+    colour = G.colour(G.main(torch.cat([x, c.view(2, 3, 1, 1).expand(-1, -1, 48, 48)], 1)))
+    # each pixel is the source's where the mask is 1, the painted colour's where it is 0
+    assert torch.allclose(out, mask * x + (1 - mask) * colour, atol=1e-6)
+    assert not torch.allclose(out, x, atol=1e-2) and not torch.allclose(out, colour, atol=1e-2)
+    flat = torch.full((1, 1, 4, 4), 0.5)
+    speckled = torch.tensor([[0.0, 1.0] * 2, [1.0, 0.0] * 2] * 2).view(1, 1, 4, 4)
+    assert mask_loss(flat) == pytest.approx(0.5)  # mean 0.5, no gradient
+    assert mask_loss(speckled) == pytest.approx(0.5 + 2.0)  # every neighbour differs by 1
+
+
 def tiny_config(**changes) -> TrainConfig:
     base = TrainConfig(g_conv_dim=8, d_conv_dim=8, g_repeat_num=1, c_dim=3, batch_size=4,
                        num_iters=30, num_iters_decay=10, checkpoint_every=10, log_every=5,
@@ -71,7 +90,7 @@ def tiny_config(**changes) -> TrainConfig:
 # sources, resize-convolution up-sampling, classifier warm-up)
 RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "bilinear", "cls_warmup_iters": 5,
                 "cls_warmup_batch_size": 8}, {"adv_loss": "r1", "lambda_gp": 1.0},
-           {"fake_class_weight": 0.25}]
+           {"fake_class_weight": 0.25}, {"g_output": "attention"}]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
