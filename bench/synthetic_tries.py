@@ -2,13 +2,13 @@
 checkpoint, with the issue's targets (hit rate >= the judge's recall on real disgust test faces,
 SSIM >= 0.5), read from the checkpoints' own histories.
 
-    .venv/bin/python bench/synthetic_tries.py --try NAME=CHECKPOINT_DIR [--try ...]
-                                              [--bar 0.516]
+    .venv/bin/python bench/synthetic_tries.py --try NAME=CHECKPOINT_DIR [--try ...] [--bar B]
 
 Each --try is a name and a folder holding a `checkpoint.pt` that bench/synthetic.py trained
 (its history has the judge's figures at every checkpoint). The figures of every try named go
 into bench/results/synthetic/tries.json (tries named before are kept, so the comparison grows
-over sessions without the checkpoints), then the table is printed and tries.png drawn.
+over sessions without the checkpoints), then the table is printed and tries.png drawn. The bar
+defaults to `judge_real_recall` of the adopted generator's report (bench/synthetic.py's copy).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SSIM_TARGET = 0.5
 
 
 def read_try(folder: Path) -> dict:
-    """The config's deviations from the cpu profile and the judge's figures per checkpoint."""
+    """The try's training config and the judge's figures at each of its checkpoints."""
     state = load_checkpoint(folder / "checkpoint.pt")
     points = [{"step": h["step"], "minutes": round(h["seconds"] / 60, 1),
                "judge_hit_rate": h["judge_hit_rate"], "ssim_to_source": h["ssim_to_source"]}
@@ -73,9 +73,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--try", dest="tries", action="append", default=[],
                         metavar="NAME=CHECKPOINT_DIR")
-    parser.add_argument("--bar", type=float, default=0.516,
-                        help="the judge's recall on real disgust test faces")
+    parser.add_argument("--bar", type=float, default=None,
+                        help="the judge's recall on real disgust test faces (default: report's)")
     args = parser.parse_args()
+    if args.bar is None:
+        report = RESULTS / "synthetic_report.json"
+        if not report.exists():
+            raise SystemExit(f"no {report}: run bench/synthetic.py, or give --bar")
+        args.bar = json.loads(report.read_text())["judge_real_recall"]
     path = RESULTS / "tries.json"
     tries = json.loads(path.read_text()) if path.exists() else {}
     for spec in args.tries:
@@ -89,7 +94,7 @@ def main() -> None:
     atomic_write_bytes(path, json.dumps(tries, indent=1).encode())
     atomic_write_bytes(RESULTS / "tries.png", tries_png(tries, args.bar))
     print(f"{'try':28s} {'steps':>6s} {'max hit':>8s} {'SSIM':>6s} "
-          f"{'max hit, SSIM>=0.5':>20s}  steps meeting both targets (bar {args.bar})")
+          f"{'max hit, SSIM>=0.5':>20s}  steps meeting both targets (bar {args.bar:.3f})")
     for name, run in tries.items():
         print(summary(name, run["points"], args.bar))
     print(f"\nwrote {path} and {RESULTS / 'tries.png'}")
