@@ -26,6 +26,7 @@ from stargan.train import (
     TrainConfig,
     build_models,
     classifier_warmup,
+    decay_lr,
     load_checkpoint,
     mask_loss,
     sample_batch,
@@ -118,6 +119,35 @@ def test_killed_run_resumes_on_the_same_loss_curve(tmp_path, recipe):
     with pytest.raises(ValueError, match="different config"):
         train(tiny_config(**recipe, batch_size=8), images, labels, tmp_path / "split",
               log=lambda m: None)
+
+
+def test_learning_rate_decays_linearly_over_the_last_iterations_or_stays_constant():
+    def lr_after(step, **changes):
+        config = tiny_config(**changes).resolved()
+        models = build_models(config)
+        decay_lr(models, step, config)
+        return models.g_opt.param_groups[0]["lr"], models.d_opt.param_groups[0]["lr"]
+
+    assert lr_after(20) == (1e-4, 1e-4)  # decay starts after step 30 - 10
+    assert lr_after(25) == pytest.approx((0.5e-4, 0.5e-4))
+    assert lr_after(30) == (0.0, 0.0)
+    assert lr_after(30, num_iters_decay=0, g_lr=3e-4) == (3e-4, 1e-4)  # the cpu profile's
+
+
+def test_constant_learning_rate_run_is_the_start_of_any_longer_one(tmp_path):
+    """Without decay the schedule does not depend on num_iters, so a short run's checkpoints
+    are a longer run's (what lets one long run measure every shorter budget)."""
+    images = torch.rand(40, 1, 48, 48) * 2 - 1
+    labels = torch.arange(40) % 3
+    short = train(tiny_config(num_iters=20, num_iters_decay=0), images, labels,
+                  tmp_path / "short", log=lambda m: None)
+    longer = train(tiny_config(num_iters=30, num_iters_decay=0), images, labels,
+                   tmp_path / "long", log=lambda m: None, stop_after=20)
+    decayed = train(tiny_config(num_iters=30, num_iters_decay=15), images, labels,
+                    tmp_path / "decayed", log=lambda m: None, stop_after=20)
+    a, b, c = (load_checkpoint(p)["G"] for p in (short, longer, decayed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the decay began at step 15
 
 
 def test_r1_penalty_is_half_the_squared_gradient_at_the_real_faces():
