@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -61,8 +62,12 @@ def dagster_dev(tmp_path):
                 time.sleep(1)
         yield url, home, tmp_path
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=60)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # a slow shutdown is not what these tests test
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def wait_for_materialization(home: Path, asset: str, timeout: float) -> None:
