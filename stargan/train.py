@@ -292,9 +292,8 @@ def generator_step(m: Models, x, c_org, c_trg, config: TrainConfig) -> dict[str,
 
 def decay_lr(m: Models, step: int, config: TrainConfig) -> None:
     """Linear decay to zero over the last num_iters_decay iterations (none when 0)."""
-    start = config.num_iters - config.num_iters_decay
-    frac = (1.0 if step < start or not config.num_iters_decay
-            else max(0.0, (config.num_iters - step) / config.num_iters_decay))
+    left = config.num_iters - step
+    frac = min(1.0, max(0.0, left / config.num_iters_decay)) if config.num_iters_decay else 1.0
     for group in m.g_opt.param_groups:
         group["lr"] = config.g_lr * frac
     for group in m.d_opt.param_groups:
