@@ -4,35 +4,47 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 export FER_RAW_DIR ?= $(CURDIR)/raw
 export FER_CURATED_DIR ?= $(CURDIR)/curated
 UI_PORT ?= 3000
 
-.PHONY: run test ui lint bench samples figures clean install
+.PHONY: run test ui lint bench samples figures clean install worker
 
 install: $(STAMP)
 
-# facenet-pytorch 2.6.0 pins torch<2.3 and numpy<2 in its metadata but runs on current
-# releases of both, so it goes in after the project, without its dependencies.
+# `make run` installs what running needs; `make test` adds the test extras (browser driver, S3
+# and Kubernetes clients, Celery + Redis client). facenet-pytorch 2.6.0 pins torch<2.3 and
+# numpy<2 in its metadata but runs on current releases of both, so it goes in after the
+# project, without its dependencies.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e .
 	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
+
 run: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
+	$(PY) -m fer_data.instance >/dev/null
 	$(PY) -m fer_data.demo $(FER_RAW_DIR) --if-empty
 	$(PY) -m fer_data.run
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest
 
 ui: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
+	$(PY) -m fer_data.instance >/dev/null
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+
+# a Celery worker for FER_EXECUTOR=celery runs (README "Past one machine"); QUEUES=gpu on a GPU box
+worker: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[cluster]'
+	$(PY) -m fer_data.worker --queues $(or $(QUEUES),dagster,gpu)
 
 samples: $(STAMP)
 	$(PY) -m fer_data.samples -n $(or $(N),32)
@@ -41,8 +53,8 @@ samples: $(STAMP)
 figures: $(STAMP)
 	$(PY) -m fer_data.figures assets $(if $(FIGURES_FROM),--work $(FIGURES_FROM))
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check fer_data tests bench
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check fer_data stargan tests bench
 
 bench: $(STAMP)
 	for b in ingest frames faces dedup leaks stargan_speed judge synthetic rerun; do $(PY) bench/$$b.py || exit 1; done

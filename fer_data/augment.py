@@ -29,6 +29,8 @@ from fer_data.phash import hamming, phash_batch
 from fer_data.previews import contact_sheet
 from fer_data.quality import (
     Judge,
+    RealismFloors,
+    RealismMeter,
     checkpoint_scorer,
     fixed_sources,
     from_gan,
@@ -110,7 +112,7 @@ def stargan_config(profile: str, classes: tuple[str, ...], seed: int = 0, num_it
 
 
 SMOKE_BELOW = 5000  # `auto`: fewer real training faces than this is a demo: smoke profile
-SCORE_SOURCES = 30  # held-back faces per class that rate every checkpoint
+SCORE_SOURCES = 60  # held-back faces per class that rate every checkpoint
 REPORT_SOURCES = 100  # held-back faces per class that the quality report is measured on
 REPORT = "synthetic_report.json"
 
@@ -203,6 +205,11 @@ class SynthesisResult:
     needed: int
     attempts: int
     pairs: list[tuple[np.ndarray, np.ndarray]]  # (source, synthetic) pixels, for contact sheets
+
+    @classmethod
+    def empty(cls, needed: int) -> "SynthesisResult":
+        """Nothing made (the generator was not used)."""
+        return cls(SYNTHETIC.empty_table(), reject_table([]), needed, 0, [])
 
 
 def synthesize(trained: Trained, data: TrainingFaces, target: str, needed: int,
@@ -360,31 +367,34 @@ class GeneratorRun:
 def train_generator(layout: StorageLayout, profile: str, class_set: str, judge: Judge,
                     judge_metrics: dict, real: dict[str, FaceTensors], target: str = "disgust",
                     seed: int = 0, num_iters: int = 0, device: str = "profile",
-                    max_minutes: float = 0.0, log=print) -> GeneratorRun:
-    """Train StarGAN on the real training faces with every checkpoint rated by the judge on
-    held-back (validation) faces; keep the best one, measure its quality report on a larger
-    fixed held-back set, write report + figures beside it and record it as the generator."""
+                    max_minutes: float = 0.0, floors: RealismFloors | None = None,
+                    log=print) -> GeneratorRun:
+    """Train StarGAN on the real training faces with every checkpoint rated on held-back
+    (validation) faces; keep the eligible one (clearing the realism floors) with the highest
+    judge hit rate, measure its quality report on a larger fixed held-back set against real
+    test faces, write report + figures beside it and record it as the generator."""
+    floors = floors or RealismFloors()
     config = stargan_config(profile, class_names(class_set), seed, num_iters, device)
     data = load_training_faces(layout, class_set, config.image_size)
     if len(data.labels) == 0:
         raise ValueError("no real training faces: materialize splits first")
     out = model_dir(layout) / profile
-    scorer = checkpoint_scorer(fixed_sources(real["val"], SCORE_SOURCES, seed), judge, target,
-                               config.image_size)
-    last = train(config, data.images, data.labels, out, log=log, scorer=scorer,
-                 max_minutes=max_minutes)
-    chosen = out / BEST if (out / BEST).exists() else last
+    meter = RealismMeter(fixed_sources(real["val"], SCORE_SOURCES, seed), real["val"], judge,
+                         target, config.image_size)
+    last = train(config, data.images, data.labels, out, log=log,
+                 scorer=checkpoint_scorer(meter, floors), max_minutes=max_minutes)
+    chosen = out / BEST if (out / BEST).exists() else last  # no eligible checkpoint: the last
     trained = load_trained(chosen)
     sources = fixed_sources(real["val"], REPORT_SOURCES, seed + 1)
     report = quality_report(trained.G, config.image_size, judge, target, sources, real["train"],
-                            real["test"], judge_metrics)
+                            real["test"], judge_metrics, floors)
     history = load_checkpoint(last)["history"]  # the whole run's, not just the chosen one's
     report.update(profile=profile, step=trained.step, checkpoint=str(chosen),
                   sha256=file_sha256(chosen),
                   training_minutes=round(max((h.get("seconds", 0) for h in history),
                                              default=0) / 60, 1),
-                  curve=[{k: h[k] for k in ("step", "seconds", "judge_hit_rate",
-                                            "ssim_to_source")}
+                  curve=[{k: v for k, v in h.items() if k == "step" or k == "seconds"
+                          or not k.startswith(("D/", "G/"))}
                          for h in history if "judge_hit_rate" in h])
     figures = {"translation_grid.png": encode_png(translation_grid(trained.G, sources,
                                                                    config.image_size)),
@@ -394,24 +404,31 @@ def train_generator(layout: StorageLayout, profile: str, class_set: str, judge: 
         storage.atomic_write_bytes(out / name, png)
     storage.atomic_write_bytes(out / REPORT, json.dumps(report, indent=2).encode())
     write_model_record(layout, {"checkpoint": str(chosen), "profile": profile,
-                                "class_set": class_set, "sha256": report["sha256"],
-                                "step": trained.step, "report": str(out / REPORT)})
+                                "class_set": class_set, "target": target,
+                                "sha256": report["sha256"], "step": trained.step,
+                                "eligible": report["eligible"],
+                                "floor_failures": report["floor_failures"],
+                                "report": str(out / REPORT)})
     return GeneratorRun(chosen, trained, data, report, figures)
 
 
-def write_gate_report(layout: StorageLayout, record: dict, result: SynthesisResult) -> dict:
-    """Add the gate's figures to the generator's quality report; write it beside the
-    checkpoint and as storage/synthetic_faces/synthetic_report.json (publish copies it)."""
+def write_gate_report(layout: StorageLayout, record: dict, result: SynthesisResult,
+                      withheld: list[str] | None = None) -> dict:
+    """The generator's quality report with the gate's figures added (and, when no faces were
+    made because the generator misses the realism floors, why), as
+    storage/synthetic_faces/synthetic_report.json, which publish copies. The generator's own
+    report beside its checkpoint is stargan_model's and stays as it wrote it."""
     path = Path(record["report"])
     report = json.loads(path.read_text()) if path.exists() else {}
+    report["published"] = not withheld
+    report["withheld_because"] = withheld or []
     reasons = Counter(result.rejects["reason"].to_pylist()) if result.rejects.num_rows else {}
     report.update(gate_pass_rate=round(result.rows.num_rows / max(result.attempts, 1), 4),
                   gate_attempts=result.attempts, gate_needed=result.needed,
                   gate_accepted=result.rows.num_rows, gate_rejects=dict(reasons),
                   eyes_found=eyes_found_rates(result.pairs))
-    data = json.dumps(report, indent=2).encode()
-    storage.atomic_write_bytes(path, data)
-    storage.atomic_write_bytes(synthetic_report_path(layout), data)
+    storage.atomic_write_bytes(synthetic_report_path(layout),
+                               json.dumps(report, indent=2).encode())
     return report
 
 

@@ -73,10 +73,12 @@ def counts_by_source(rows: pa.Table) -> dict[str, dict[str, int]]:
 
 
 def card_facts(rows: pa.Table, index: pa.Table, splits: pa.Table,
-               synthetic: pa.Table | None) -> dict:
+               synthetic: pa.Table | None, synthetic_report: dict | None = None) -> dict:
     """What the dataset card says beyond the counts: the recorded configuration of the
-    upstream stages, rows and duplicates per source, and the cleaning figures."""
-    return {
+    upstream stages, rows and duplicates per source, the cleaning figures, and whether the
+    synthetic faces were withheld (the generator misses the realism floors) and why."""
+    withheld = (synthetic_report or {}).get("withheld_because")
+    facts = {
         "config": {key.decode(): json.loads(value) for table in (index, splits)
                    for key, value in (table.schema.metadata or {}).items()
                    if key.startswith(b"fer_data.")},
@@ -90,6 +92,10 @@ def card_facts(rows: pa.Table, index: pa.Table, splits: pa.Table,
             "dropped": dict(Counter(r for r in index.column("drop_reason").to_pylist() if r)),
         },
     }
+    if withheld:
+        facts["cleaning"]["synthetic faces withheld: the generator misses the realism floors"] = \
+            "; ".join(withheld)
+    return facts
 
 
 def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dict[str, int]]:

@@ -12,7 +12,7 @@ discriminator, which the generator is trained to please:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from scipy import linalg
 
 from fer_data.classifier import FaceTensors, predict_proba, to_float
+from fer_data.faces import eyes_found
 from stargan.generate import translate
 
 
@@ -148,26 +149,91 @@ def hit_rates(G, sources: FaceTensors, judge: Judge, image_size: int) -> dict[st
     return out
 
 
-def checkpoint_scorer(sources: FaceTensors, judge: Judge, target: str, image_size: int,
-                      min_ssim: float = 0.5):
-    """A scorer for stargan.train: the judge's hit rate for `target` on the fixed sources,
-    scaled down when the translations stop looking like their sources (SSIM below min_ssim),
-    so that a generator drawing one caricature for everyone does not win."""
-    k = sources.classes.index(target)
+@dataclass(frozen=True)
+class RealismFloors:
+    """What a generator must clear before its faces may be used: a checkpoint missing any floor
+    is ineligible, however often the judge agrees with its translations."""
+
+    min_identity_ssim: float = 0.90  # G(x, x's own class) must give x back
+    min_ssim_to_source: float = 0.65  # a translation keeps its source's face (a 12x12
+    # thumbnail blown back up scores about 0.6; a 24x24 one about 0.88)
+    min_eyes_ratio: float = 0.75  # both eyes found in synthetic / in their sources
+    max_frechet_share: float = 0.95  # Frechet distance to real target faces at most this
+    # share of the untranslated sources' (the ceiling): clearly closer to the target class than
+    # the sources, so a generator that gives faces back nearly unchanged does not pass
+
+    def failures(self, figures: dict) -> list[str]:
+        """The floors `figures` (from `realism`) miss, each as a readable sentence."""
+        out = []
+        checks = (("identity_ssim", self.min_identity_ssim),
+                  ("ssim_to_source", self.min_ssim_to_source),
+                  ("eyes_ratio", self.min_eyes_ratio))
+        for name, floor in checks:
+            if not figures[name] >= floor:  # NaN fails
+                out.append(f"{name} {figures[name]:.3f} < {floor}")
+        bound = self.max_frechet_share * figures["frechet_ceiling"]
+        if not figures["frechet"] <= bound:
+            out.append(f"frechet {figures['frechet']:.2f} > {self.max_frechet_share} x its "
+                       f"ceiling (the untranslated sources' {figures['frechet_ceiling']:.2f})")
+        return out
+
+
+def identity_ssim(G, sources: FaceTensors, image_size: int) -> float:
+    """Mean SSIM of G(x, x's own class) to x: what a translation into nowhere keeps."""
+    same = from_gan(translate(G, to_gan(sources.images, image_size), sources.labels,
+                              len(sources.classes)), sources.size)
+    return float(ssim(same, sources.images).mean())
+
+
+class RealismMeter:
+    """Rates a generator on fixed held-back faces: identity fidelity, the target translations'
+    SSIM to source, eyes found (synthetic / sources), the Frechet distance in the judge's
+    features to real target faces beside its ceiling (the untranslated sources), and the
+    judge's hit rate. What depends only on the real faces is computed once."""
+
+    def __init__(self, sources: FaceTensors, reference: FaceTensors, judge: Judge, target: str,
+                 image_size: int):
+        self.sources, self.judge, self.image_size = sources, judge, image_size
+        self.k = sources.classes.index(target)
+        src = sources.images[sources.labels != self.k]
+        self.reference = judge.features(reference.images[reference.labels == self.k])
+        self.source_eyes = float(eyes_found(list(src[:, 0].numpy())).mean()) if len(src) else 0
+        self.ceiling = frechet_distance(judge.features(src), self.reference)
+
+    def __call__(self, G) -> dict[str, float]:
+        result = translated(G, self.sources, self.k, self.judge, self.image_size)
+        eyes = float(eyes_found(list(result.fake[:, 0].numpy())).mean()) \
+            if len(result.fake) else 0.0
+        return {"judge_hit_rate": result.hit_rate, "ssim_to_source": result.ssim_to_source,
+                "identity_ssim": identity_ssim(G, self.sources, self.image_size),
+                "eyes_ratio": eyes / self.source_eyes if self.source_eyes else math.nan,
+                "frechet": frechet_distance(self.judge.features(result.fake), self.reference),
+                "frechet_ceiling": self.ceiling}
+
+
+def checkpoint_scorer(meter: RealismMeter, floors: RealismFloors | None = None):
+    """A scorer for stargan.train: the realism figures, `eligible` (1 when every floor is
+    cleared) and the score, the judge's hit rate, which decides among eligible checkpoints."""
+
+    floors = floors or RealismFloors()
 
     def score(G) -> dict[str, float]:
-        result = translated(G, sources, k, judge, image_size)
-        return {"score": result.hit_rate * min(1.0, result.ssim_to_source / min_ssim),
-                "judge_hit_rate": result.hit_rate, "ssim_to_source": result.ssim_to_source}
+        figures = meter(G)
+        return {**figures, "eligible": float(not floors.failures(figures)),
+                "score": figures["judge_hit_rate"]}
 
     return score
 
 
 def quality_report(G, image_size: int, judge: Judge, target: str, sources: FaceTensors,
-                   real_train: FaceTensors, real_test: FaceTensors,
-                   judge_metrics: dict) -> dict:
+                   real_train: FaceTensors, real_test: FaceTensors, judge_metrics: dict,
+                   floors: RealismFloors | None = None) -> dict:
     """The report's figures for the trained generator (the gate's figures are added by the
-    synthesis run)."""
+    synthesis run): the realism figures against real test faces of the target class, the
+    floors they miss (`eligible` when none), and the judge's view per target class."""
+    floors = floors or RealismFloors()
+    realism = RealismMeter(sources, real_test, judge, target, image_size)(G)
+    failures = floors.failures(realism)
     k = judge.classes.index(target)
     results = {name: translated(G, sources, j, judge, image_size)
                for j, name in enumerate(sources.classes)}
@@ -180,6 +246,10 @@ def quality_report(G, image_size: int, judge: Judge, target: str, sources: FaceT
         ("real_train", train_target), ("sources", results[target].source))}
     return {
         "target": target,
+        "eligible": not failures,
+        "floor_failures": failures,
+        "floors": asdict(floors),
+        "realism": realism,
         "judge_hit_rate": rates[target]["hit_rate"],
         "judge_real_recall": judge_metrics["per_class"][target]["recall"],
         "judge_test_accuracy": judge_metrics["accuracy"],

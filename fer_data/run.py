@@ -22,6 +22,7 @@ from fer_data import definitions
 from fer_data.defs.executor import default_max_concurrent
 from fer_data.defs.partitions import dataset_partitions
 from fer_data.ingest import folder_fingerprint
+from fer_data.instance import ensure_instance_config
 from fer_data.storage import StorageLayout
 
 # Assets too slow for every run: materialize them from the UI or `dagster asset materialize`.
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets-only", action="store_true",
                         help="only the per-dataset assets (ingest + faces), not the collection")
     args = parser.parse_args(argv)
+    ensure_instance_config()
     ops = yaml.safe_load(args.config.read_text()).get("ops", {}) if args.config else None
     ok = run(args.partition or dataset_partitions.get_partition_keys(), args.force, ops, args.jobs,
              args.datasets_only)

@@ -22,7 +22,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from stargan.model import Discriminator, Generator, discriminator_depth
+from stargan.diffaug import diff_augment, parse_policy
+from stargan.model import Discriminator, Generator, discriminator_depth, domain_map
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"  # the checkpoint the scorer rated highest (when train() is given one)
@@ -59,8 +60,18 @@ class TrainConfig:
     channels_last: bool = False
     upsample: str = "deconv"  # the generator's up-sampling: "deconv" (official), "nearest" or
     # "bilinear" (a resize, then a 3x3 convolution)
-    g_output: str = "image"  # "image" (official) or "attention": G paints through a mask
-    # (GANimation) and keeps the source's pixels where the mask is 1
+    g_output: str = "image"  # "image" (official), "attention": G paints through a mask
+    # (GANimation) and keeps the source's pixels where the mask is 1, or "residual": G adds a
+    # change to its input, starting as the identity (stargan/model.py)
+    g_down: int = 2  # the generator's down-samplings (2 official; 1: a 24x24 bottleneck at 48 px)
+    g_skips: bool = False  # U-Net skips from encoder to decoder
+    g_label: str = "concat"  # "concat" (official: tiled one-hot input channels) or "adain":
+    # the domain sets every residual block's InstanceNorm scale and shift
+    d_multitask: bool = False  # one real/fake patch map per domain (StarGAN v2): an image is
+    # judged by its domain's map, so the disgust map learns G's disgust as negatives
+    lambda_id: float = 0.0  # > 0: identity loss |G(x, own domain) - x| (CycleGAN's)
+    diffaug: str = ""  # DiffAugment policy on every input of D, e.g. "color,translation,cutout"
+    hflip: bool = False  # mirror half the real faces of each batch (the few of a rare class)
     lambda_mask: float = 0.1  # with "attention": weight of mean(mask) + its squared gradient,
     # which keeps the mask from saturating at 1 (no edit) and from speckling (GANimation)
     balanced: bool = False  # draw source faces class-balanced instead of by class frequency
@@ -163,11 +174,14 @@ def build_models(config: TrainConfig) -> Models:
         raise ValueError(f"adv_loss {config.adv_loss!r}: choose 'wgan-gp' or 'r1'")
     G = Generator(image_size=config.image_size, channels=config.channels,
                   conv_dim=config.g_conv_dim, c_dim=config.c_dim, repeat_num=config.g_repeat_num,
-                  upsample=config.upsample, output=config.g_output)
+                  upsample=config.upsample, output=config.g_output, down=config.g_down,
+                  skips=config.g_skips, label=config.g_label)
+    parse_policy(config.diffaug)
     fake_class = config.fake_class_weight > 0
     D = Discriminator(image_size=config.image_size, channels=config.channels,
                       conv_dim=config.d_conv_dim, c_dim=config.c_dim + fake_class,
-                      repeat_num=config.d_repeat_num or None)
+                      repeat_num=config.d_repeat_num or None,
+                      src_dim=config.c_dim if config.d_multitask else 1)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     G.to(config.device, memory_format=memory_format)
     D.to(config.device, memory_format=memory_format)
@@ -206,6 +220,9 @@ def sample_batch(images, labels, config: TrainConfig, rng: torch.Generator,
            else torch.multinomial(weights, config.batch_size, replacement=True, generator=rng))
     x, c_org = images[idx].to(config.device), labels[idx].to(config.device)
     c_trg = torch.randint(config.c_dim, (config.batch_size,), generator=rng).to(config.device)
+    if config.hflip:
+        flip = (torch.rand(config.batch_size, generator=rng) < 0.5).to(config.device)
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     return x, c_org, c_trg
 
 
@@ -227,16 +244,24 @@ def classifier_warmup(m: Models, images, labels, weights, config: TrainConfig,
                 f"D/loss_cls={loss.item():.3f}")
 
 
+def critic(m: Models, x: torch.Tensor, domains: torch.Tensor, config: TrainConfig,
+          rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """D on (augmented, config.diffaug) images: the real/fake map of each image's domain (or
+    the single map) and the domain logits."""
+    out_src, out_cls = m.D(diff_augment(x, config.diffaug, rng) if config.diffaug else x)
+    return domain_map(out_src, domains if config.d_multitask else None), out_cls
+
+
 def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
                        rng: torch.Generator) -> dict[str, float]:
     onehot_trg = label2onehot(c_trg, config.c_dim)
     r1 = config.adv_loss == "r1"
     x_real = x.detach().requires_grad_(r1)
     with _autocast(config):
-        out_real, out_cls = m.D(x_real)
+        out_real, out_cls = critic(m, x_real, c_org, config, rng)
         d_loss_cls = classification_loss(out_cls.float(), c_org)
         x_fake = m.G(x, onehot_trg).detach()
-        out_fake, fake_cls = m.D(x_fake)
+        out_fake, fake_cls = critic(m, x_fake, c_trg, config, rng)
     if config.fake_class_weight > 0:  # the fakes' class is the extra last one
         d_loss_cls = d_loss_cls + config.fake_class_weight * classification_loss(
             fake_cls.float(), torch.full_like(c_org, config.c_dim))
@@ -248,7 +273,7 @@ def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
         d_loss_real, d_loss_fake = -out_real.mean(), out_fake.mean()
         alpha = torch.rand(x.size(0), 1, 1, 1, generator=rng).to(config.device)
         x_hat = (alpha * x + (1 - alpha) * x_fake.float()).requires_grad_(True)
-        out_src, _ = m.D(x_hat)
+        out_src, _ = critic(m, x_hat, c_trg, config, rng)
         d_loss_gp = gradient_penalty(out_src, x_hat)
     loss = d_loss_real + d_loss_fake + config.lambda_cls * d_loss_cls + config.lambda_gp * d_loss_gp
     m.d_opt.zero_grad(set_to_none=True)
@@ -267,11 +292,12 @@ def mask_loss(mask: torch.Tensor) -> torch.Tensor:
     return mask.mean() + tv
 
 
-def generator_step(m: Models, x, c_org, c_trg, config: TrainConfig) -> dict[str, float]:
+def generator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
+                   rng: torch.Generator) -> dict[str, float]:
     onehot_org, onehot_trg = label2onehot(c_org, config.c_dim), label2onehot(c_trg, config.c_dim)
     with _autocast(config):
         x_fake, mask_fake = m.G(x, onehot_trg, with_mask=True)
-        out_src, out_cls = m.D(x_fake)
+        out_src, out_cls = critic(m, x_fake, c_trg, config, rng)
         g_loss_fake = (F.softplus(-out_src.float()).mean() if config.adv_loss == "r1"
                        else -out_src.mean())
         g_loss_cls = classification_loss(out_cls.float(), c_trg)
@@ -280,6 +306,11 @@ def generator_step(m: Models, x, c_org, c_trg, config: TrainConfig) -> dict[str,
     loss = g_loss_fake + config.lambda_rec * g_loss_rec + config.lambda_cls * g_loss_cls
     losses = {"G/loss_fake": g_loss_fake.item(), "G/loss_rec": g_loss_rec.item(),
               "G/loss_cls": g_loss_cls.item()}
+    if config.lambda_id > 0:
+        with _autocast(config):
+            g_loss_id = (x - m.G(x, onehot_org).float()).abs().mean()
+        loss = loss + config.lambda_id * g_loss_id
+        losses["G/loss_id"] = g_loss_id.item()
     if mask_fake is not None:
         g_loss_mask = mask_loss(mask_fake) + mask_loss(mask_rec)
         loss = loss + config.lambda_mask * g_loss_mask
@@ -345,8 +376,9 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
     """Train (or resume from out_dir/checkpoint.pt, if it was trained on these very images and
     labels) up to config.num_iters; returns the checkpoint path.
 
-    `scorer(G)` rates the generator at every checkpoint (it must return a dict with a "score");
-    its figures go into the history and the best-rated state is also saved as best.pt.
+    `scorer(G)` rates the generator at every checkpoint (it must return a dict with a "score",
+    and may say "eligible": 0 to rule a checkpoint out); its figures go into the history and
+    the best-rated eligible state is also saved as best.pt (none may be).
     `stop_after` ends the run early at that step, as a crash would; `max_minutes` ends it
     after that much training time (a segment: call again to continue)."""
     config = config.resolved()
@@ -363,6 +395,8 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
     if state is not None and state["config"] != asdict(config):
         raise ValueError(f"{path} was trained with a different config; remove it or use "
                          "another output folder")
+    if state is None or state.get("data") != data:
+        (out_dir / BEST).unlink(missing_ok=True)  # a previous run's best is not this run's
     if state is not None and state.get("data") != data:
         log(f"the training faces changed since {path} (step {state['step']}): training anew")
     elif state is not None:
@@ -389,7 +423,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
         x, c_org, c_trg = sample_batch(images, labels, config, rng, weights)
         losses = discriminator_step(models, x, c_org, c_trg, config, rng)
         if (step + 1) % config.n_critic == 0:
-            g_losses = generator_step(models, x, c_org, c_trg, config)
+            g_losses = generator_step(models, x, c_org, c_trg, config, rng)
             if models.G_ema is not None:
                 update_ema(models, step, config)
         step += 1
@@ -410,7 +444,7 @@ def train(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor, out_d
                 scores = scorer(models.generator)
                 history.append({"step": step, "seconds": round(total, 1), **scores})
                 log(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
-                if scores["score"] > best:
+                if scores.get("eligible", 1) and scores["score"] > best:
                     best = scores["score"]
                     save_checkpoint(out_dir / BEST, models, step, config, rng, history, data,
                                     total, best)

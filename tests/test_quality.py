@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fer_data.classifier import FaceTensors
-from fer_data.quality import fixed_sources, frechet_distance, ssim
+from fer_data.evaluate import load_judge, split_faces
+from fer_data.quality import (
+    RealismFloors,
+    RealismMeter,
+    checkpoint_scorer,
+    fixed_sources,
+    frechet_distance,
+    ssim,
+)
+from fer_data.storage import StorageLayout
+from stargan.train import PROFILES, build_models
 
 
 def test_ssim_is_one_for_identical_faces_and_falls_with_noise():
@@ -44,3 +58,64 @@ def test_fixed_sources_are_the_same_draw_every_time_and_balanced():
     first, again = fixed_sources(faces, 10, seed=3), fixed_sources(faces, 10, seed=3)
     assert torch.equal(first.labels, again.labels)
     assert first.counts().tolist() == [10, 5, 10]
+
+
+def test_realism_floors_name_each_figure_they_miss_and_nan_never_passes():
+    floors = RealismFloors()
+    good = {"identity_ssim": 0.95, "ssim_to_source": 0.7, "eyes_ratio": 0.9, "frechet": 5.0,
+            "frechet_ceiling": 8.0}
+    assert floors.failures(good) == []
+    assert floors.failures({**good, "frechet": 0.95 * 8.0}) == []
+    bad = {**good, "identity_ssim": 0.5, "eyes_ratio": math.nan, "frechet": 7.9}
+    failures = floors.failures(bad)
+    assert [f.split()[0] for f in failures] == ["identity_ssim", "eyes_ratio", "frechet"]
+    assert "0.500 < 0.9" in failures[0]
+
+
+class Unchanged(torch.nn.Module):
+    """A 'generator' that gives every face back as it is."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, c):
+        return x
+
+
+class Blurred(Unchanged):
+    """A 'generator' that blurs every face (5x5 box), as a too-small bottleneck does."""
+
+    def forward(self, x, c):
+        return F.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+
+
+@pytest.fixture(scope="module")
+def demo_meter(demo_pipeline):
+    root, _ = demo_pipeline
+    layout = StorageLayout.from_env(storage_dir=str(root / "storage"))
+    judge, _ = load_judge(layout)
+    real = split_faces(layout, "fer7")
+    return RealismMeter(fixed_sources(real["val"], 60), real["val"], judge, "disgust", 48)
+
+
+def test_untrained_blurring_and_do_nothing_generators_are_ineligible(demo_meter):
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        untrained = build_models(replace(PROFILES["cpu"], c_dim=7, g_output="image")).G
+    score = checkpoint_scorer(demo_meter)
+    figures = {name: score(G) for name, G in
+               (("untrained", untrained), ("blurred", Blurred()), ("unchanged", Unchanged()))}
+    assert all(f["eligible"] == 0 for f in figures.values())
+    floors = RealismFloors()
+    # the face given back is its own source: every similarity is perfect, and the Frechet
+    # distance is the ceiling itself, so only that floor stops it
+    unchanged = figures["unchanged"]
+    assert unchanged["identity_ssim"] == pytest.approx(1) and unchanged["eyes_ratio"] == 1
+    assert unchanged["frechet"] == pytest.approx(unchanged["frechet_ceiling"])
+    assert [f.split()[0] for f in floors.failures(unchanged)] == ["frechet"]
+    # a blur keeps the layout but not the detail: it loses identity fidelity and eyes
+    blurred = figures["blurred"]
+    assert blurred["identity_ssim"] < floors.min_identity_ssim
+    assert blurred["eyes_ratio"] < unchanged["eyes_ratio"]
+    assert figures["untrained"]["identity_ssim"] < 0.3

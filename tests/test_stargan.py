@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,14 +20,16 @@ from fer_data.faces import eyes_found
 from fer_data.images import decode_png
 from fer_data.quality import fixed_sources, hit_rates, to_uint8
 from fer_data.storage import StorageLayout
+from stargan.diffaug import cutout, diff_augment, parse_policy, translation
 from stargan.generate import load_trained
-from stargan.model import Discriminator, Generator, discriminator_depth
+from stargan.model import Discriminator, Generator, discriminator_depth, domain_map
 from stargan.train import (
     PROFILES,
     TrainConfig,
     build_models,
     classifier_warmup,
     decay_lr,
+    generator_step,
     load_checkpoint,
     mask_loss,
     sample_batch,
@@ -70,7 +73,7 @@ def test_attention_generator_paints_through_its_mask():
     c = torch.eye(3)[:2]
     out, mask = G(x, c, with_mask=True)
     assert mask.shape == (2, 1, 48, 48) and ((mask > 0) & (mask < 1)).all()
-    colour = G.colour(G.main(torch.cat([x, c.view(2, 3, 1, 1).expand(-1, -1, 48, 48)], 1)))
+    colour = torch.tanh(G.colour(G.features(x, c)))
     # each pixel is the source's where the mask is 1, the painted colour's where it is 0
     assert torch.allclose(out, mask * x + (1 - mask) * colour, atol=1e-6)
     assert not torch.allclose(out, x, atol=1e-2) and not torch.allclose(out, colour, atol=1e-2)
@@ -78,6 +81,100 @@ def test_attention_generator_paints_through_its_mask():
     speckled = torch.tensor([[0.0, 1.0] * 2, [1.0, 0.0] * 2] * 2).view(1, 1, 4, 4)
     assert mask_loss(flat) == pytest.approx(0.5)  # mean 0.5, no gradient
     assert mask_loss(speckled) == pytest.approx(0.5 + 2.0)  # every neighbour differs by 1
+
+
+@pytest.mark.parametrize("down", [1, 2])
+@pytest.mark.parametrize("skips", [False, True])
+def test_residual_generator_starts_as_the_identity_and_learns_a_change(down, skips):
+    torch.manual_seed(0)
+    G = Generator(image_size=48, channels=1, conv_dim=8, c_dim=3, repeat_num=1,
+                  upsample="nearest", output="residual", down=down, skips=skips, label="adain")
+    x = torch.rand(2, 1, 48, 48) * 1.8 - 0.9
+    c = torch.eye(3)[:2]
+    assert torch.allclose(G(x, c), x, atol=1e-5)  # zero-initialised last layer: no change
+    # one gradient step towards a target moves it off the identity, as a function of c
+    opt = torch.optim.SGD(G.parameters(), lr=0.5)
+    (G(x, c) - torch.zeros_like(x)).pow(2).mean().backward()
+    opt.step()
+    y = G(x, c)
+    assert not torch.allclose(y, x, atol=1e-3) and y.abs().max() < 1
+
+
+def test_generator_bottleneck_follows_its_down_samplings():
+    for down, side in ((1, 24), (2, 12)):
+        G = Generator(image_size=48, channels=1, conv_dim=8, c_dim=3, repeat_num=1, down=down)
+        x = G.stem(torch.cat([torch.zeros(1, 1, 48, 48), torch.zeros(1, 3, 48, 48)], 1))
+        for layer in G.downs:
+            x = layer(x)
+        assert x.shape[-1] == side and G.blocks[0].conv1.in_channels == 8 * 2**down
+    with pytest.raises(ValueError, match="divisible"):
+        Generator(image_size=50, channels=1, conv_dim=8, c_dim=3, repeat_num=1, down=2)
+
+
+def test_adain_label_sets_the_residual_blocks_norms():
+    torch.manual_seed(0)
+    G = Generator(image_size=48, channels=1, conv_dim=8, c_dim=3, repeat_num=1,
+                  label="adain", output="residual")
+    assert G.stem[0].in_channels == 1  # no tiled one-hot input channels
+    x = torch.rand(1, 1, 48, 48) * 2 - 1
+    with torch.no_grad():
+        torch.nn.init.normal_(G.colour.weight, std=0.1)
+        a, b = G(x, torch.eye(3)[:1]), G(x, torch.eye(3)[1:2])
+        assert (a - b).abs().mean() > 1e-3  # the label reaches the output
+        for block in G.blocks:  # ... through the blocks' norms alone
+            torch.nn.init.zeros_(block.norm1.style.weight)
+            torch.nn.init.zeros_(block.norm2.style.weight)
+        assert torch.allclose(G(x, torch.eye(3)[:1]), G(x, torch.eye(3)[1:2]))
+
+
+def test_multitask_discriminator_judges_each_image_by_its_own_domain_map():
+    D = Discriminator(image_size=48, channels=1, conv_dim=8, c_dim=4, repeat_num=3, src_dim=4)
+    x = torch.rand(3, 1, 48, 48)
+    maps, cls = D(x)
+    assert maps.shape == (3, 4, 6, 6) and cls.shape == (3, 4)
+    own = domain_map(maps, torch.tensor([2, 0, 3]))
+    assert torch.equal(own[:, 0], torch.stack([maps[0, 2], maps[1, 0], maps[2, 3]]))
+    assert domain_map(maps[:, :1], torch.tensor([2, 0, 3])).shape == (3, 1, 6, 6)
+
+
+def test_diff_augment_is_seeded_and_each_transform_does_what_it_says():
+    x = torch.rand(8, 1, 48, 48) * 2 - 1
+    a = diff_augment(x, "color,translation,cutout", torch.Generator().manual_seed(1))
+    b = diff_augment(x, "color,translation,cutout", torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    cut = cutout(torch.ones(8, 1, 48, 48), torch.Generator().manual_seed(0))
+    assert ((cut == 0).float().mean(dim=(1, 2, 3)) == 0.25).all()  # a 24x24 square of 48x48
+    shifted = translation(x, torch.Generator().manual_seed(0))
+    for i in range(len(x)):  # each image is its own shift by whole pixels, zero-filled
+        matches = [(dy, dx) for dy in range(-6, 7) for dx in range(-6, 7)
+                   if torch.equal(shifted[i, :, max(dy, 0):48 + min(dy, 0),
+                                          max(dx, 0):48 + min(dx, 0)],
+                                  x[i, :, max(-dy, 0):48 + min(-dy, 0),
+                                    max(-dx, 0):48 + min(-dx, 0)])]
+        assert len(matches) == 1
+    grad_input = x.clone().requires_grad_(True)
+    diff_augment(grad_input, "color,translation", torch.Generator()).sum().backward()
+    assert grad_input.grad.abs().sum() > 0  # differentiable: G learns through it
+    with pytest.raises(ValueError, match="unknown"):
+        parse_policy("color,blur")
+
+
+def test_identity_loss_is_trained_and_mirrored_faces_are_drawn():
+    images = torch.rand(40, 1, 48, 48) * 2 - 1
+    labels = torch.arange(40) % 3
+    config = tiny_config(hflip=True, batch_size=64, lambda_id=5.0)
+    x, _, _ = sample_batch(images, labels, config, torch.Generator().manual_seed(0),
+                           torch.ones(40).double())
+    flipped = sum(any(torch.equal(face, im.flip(-1)) for im in images) for face in x)
+    assert 16 < flipped < 48  # about half of 64
+    x, c_org, c_trg = sample_batch(images, labels, config, torch.Generator().manual_seed(0))
+    identity = {}
+    for output in ("image", "residual"):
+        c = replace(config, g_output=output)
+        m = build_models(c)
+        identity[output] = generator_step(m, x, c_org, c_trg, c, torch.Generator())["G/loss_id"]
+    # |G(x, own class) - x|: nothing for a generator that starts as the identity
+    assert identity["residual"] < 1e-3 < 0.1 < identity["image"]
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -91,7 +188,13 @@ def tiny_config(**changes) -> TrainConfig:
 # sources, resize-convolution up-sampling, classifier warm-up)
 RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "bilinear", "cls_warmup_iters": 5,
                 "cls_warmup_batch_size": 8}, {"adv_loss": "r1", "lambda_gp": 1.0},
-           {"fake_class_weight": 0.25}, {"g_output": "attention"}]
+           {"fake_class_weight": 0.25}, {"g_output": "attention"},
+           # the 48 px structure: residual U-Net generator with label-set norms and an identity
+           # loss; per-domain patch critic with R1, DiffAugment and mirrored faces
+           {"g_output": "residual", "g_down": 1, "g_skips": True, "g_label": "adain",
+            "lambda_id": 5.0, "d_multitask": True, "d_repeat_num": 3, "adv_loss": "r1",
+            "lambda_gp": 1.0, "diffaug": "color,translation,cutout", "hflip": True,
+            "ema_beta": 0.9}]
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -182,7 +285,7 @@ def test_fake_class_teaches_the_classifier_to_call_translations_fake():
     assert fake_share(fakes) > 0.8 > 0.2 > fake_share(x)
     # the generator's classification loss counts the fake class: its step makes fakes less so
     for _ in range(10):
-        generator_step(models, x, c_org, c_trg, config)
+        generator_step(models, x, c_org, c_trg, config, rng)
     assert fake_share(models.G(x, label2onehot(c_trg, config.c_dim)).detach()) < fake_share(fakes)
 
 
@@ -381,3 +484,53 @@ def test_round_robin_spreads_over_classes_and_subjects():
     assert len(order) == 10 and "disgust" not in labels
     assert labels[:6] == ["happy", "sad"] * 3
     assert len(set(subjects[:4])) == 4  # no identity twice before others had a turn
+
+
+def test_generator_below_the_realism_floors_is_not_used_unless_forced(demo_raw, demo_pipeline,
+                                                                      tmp_path):
+    from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
+
+    from fer_data.augment import synthetic_report_path
+    from fer_data.definitions import defs as load_defs
+    from fer_data.defs.resources import StorageResource
+
+    root, _ = demo_pipeline
+    shutil.copytree(root / "storage", tmp_path / "storage")
+    shutil.rmtree(tmp_path / "storage" / "stargan_model")  # train a new one: 1 iteration
+    defs = load_defs()
+    storage = StorageResource(raw_dir=str(demo_raw), storage_dir=str(tmp_path / "storage"),
+                              curated_dir=str(tmp_path / "curated"))
+    layout = storage.layout()
+    instance = DagsterInstance.ephemeral()
+
+    def run(names, ops):
+        result = materialize(list(defs.assets), selection=AssetSelection.assets(*names),
+                             resources={**defs.resources, "storage_resource": storage},
+                             instance=instance, run_config={"ops": ops})
+        assert result.success
+        return result
+
+    result = run(["stargan_model", "synthetic_faces", "curated_dataset"],
+                 {"stargan_model": {"config": {"num_iters": 1}}})
+    record = read_model_record(layout)
+    assert record["eligible"] is False and record["floor_failures"]
+    assert pq.read_table(tmp_path / "storage" / "synthetic_faces" / "all.parquet").num_rows == 0
+    check = next(e for e in result.get_asset_check_evaluations()
+                 if e.check_name == "realism_floors")
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    card = (tmp_path / "curated" / "fer7" / "dataset_card.md").read_text()
+    assert "synthetic faces withheld" in card and record["floor_failures"][0] in card
+    train_rows = pd.read_parquet(tmp_path / "curated" / "fer7" / "train.parquet")
+    assert not train_rows["is_synthetic"].any()
+    report = json.loads(synthetic_report_path(layout).read_text())
+    assert report["published"] is False and report["withheld_because"] == \
+        record["floor_failures"] and report["gate_attempts"] == 0
+
+    run(["synthetic_faces"], {"synthetic_faces": {"config": {"use_ineligible_generator": True}}})
+    report = json.loads(synthetic_report_path(layout).read_text())
+    made = pq.read_table(tmp_path / "storage" / "synthetic_faces" / "all.parquet").num_rows
+    rejects = pq.read_table(tmp_path / "storage" / "rejects" / "synthetic_faces" /
+                            "all.parquet").num_rows
+    # forced: the generator ran, and every source it was given is a row or a reject
+    assert report["published"] is True and report["gate_attempts"] > 0
+    assert made + rejects == report["gate_attempts"]

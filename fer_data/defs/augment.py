@@ -6,6 +6,9 @@ from typing import Literal
 
 import torch
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AutomationCondition,
     Config,
@@ -18,6 +21,7 @@ from pydantic import Field
 from fer_data import storage
 from fer_data.augment import (
     GateOptions,
+    SynthesisResult,
     load_training_faces,
     read_model_record,
     resolve_profile,
@@ -111,6 +115,9 @@ class SynthesisConfig(Config):
     min_real_distance: int = Field(6, description="Gate: pHash bits from every real training "
                                    "face (memorization).")
     seed: int = Field(0, description="Seeds the order in which sources are drawn.")
+    use_ineligible_generator: bool = Field(False, description="Publish synthetic faces even "
+                                           "when the generator misses the realism floors (its "
+                                           "report says which). Off: none are published.")
 
 
 @asset(
@@ -118,8 +125,12 @@ class SynthesisConfig(Config):
     group_name="augment",
     kinds={"pytorch", "parquet"},
     owners=["team:fer-data"],
-    code_version="3",
+    code_version="4",
     automation_condition=AutomationCondition.eager(),
+    check_specs=[AssetCheckSpec("realism_floors", asset="synthetic_faces", blocking=False,
+                                description="the generator clears the realism floors (identity "
+                                "SSIM, SSIM to source, eyes found, Frechet distance); if not, "
+                                "no synthetic faces are published unless forced")],
 )
 def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
                     storage_resource: StorageResource,
@@ -136,17 +147,34 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
     generator = f"sha256={record['sha256']} step={trained.step} seed={config.seed}"
     gate = GateOptions(config.min_target_prob, config.min_source_distance,
                        config.min_real_distance)
-    result = synthesize(trained, data, config.target_class, needed, generator, config.seed, gate,
-                        judge, face_detector.get("haar_quality"))
+    eligible = bool(record.get("eligible"))
+    failures = record.get("floor_failures") or ["no realism figures recorded: materialize "
+                                                 "stargan_model again"]
+    if eligible or config.use_ineligible_generator:
+        result = synthesize(trained, data, config.target_class, needed, generator, config.seed,
+                            gate, judge, face_detector.get("haar_quality"))
+        withheld = []
+    else:
+        result = SynthesisResult.empty(needed)
+        withheld = failures
+        context.log.warning("no synthetic faces published: the generator misses the realism "
+                            "floors (" + "; ".join(failures) + "); set "
+                            "synthetic_faces.use_ineligible_generator to publish them anyway")
     out = storage.write_table(result.rows, layout.table("synthetic_faces", ALL))
     storage.write_table(result.rejects, layout.rejects("synthetic_faces", ALL))
-    report = write_gate_report(layout, record, result)
+    report = write_gate_report(layout, record, result, withheld)
     made = result.rows.num_rows
-    if made < needed:
+    if made < needed and not withheld:
         context.log.warning(f"only {made} of {needed} synthetic {config.target_class} faces "
                             f"passed the gate in {result.attempts} attempts")
     sheet = sample_pairs_png(result.pairs, 32, config.seed)
-    return MaterializeResult(metadata={
+    check = AssetCheckResult(
+        check_name="realism_floors", passed=eligible, severity=AssetCheckSeverity.WARN,
+        metadata={"failures": "; ".join(failures) if not eligible else "none",
+                  "published": "no (withheld)" if withheld else "yes",
+                  "forced": config.use_ineligible_generator})
+    return MaterializeResult(check_results=[check], metadata={
+        "published": "none: " + "; ".join(withheld) if withheld else "yes",
         "dagster/row_count": made,
         "target": f"{config.target_class}: {have} real -> {have + made} (goal {goal})",
         "needed": needed,

@@ -5,19 +5,26 @@ that the same code runs on a laptop and on a cluster:
                                (default: the CPU count) at a time; the launchpad can override it
                                with `execution: {config: {max_concurrent: N}}`
     FER_EXECUTOR=in_process    every step in the run's process (debugging, tiny machines)
+    FER_EXECUTOR=celery        dagster-celery's celery_executor: each step a Celery task,
+                               run by a worker on any machine (`python -m fer_data.worker`);
+                               broker and result backend from FER_CELERY_BROKER /
+                               FER_CELERY_BACKEND (default: Redis on localhost) or the run
+                               config's `execution: {config: ...}` (defs/celery_executor.py)
     FER_EXECUTOR=k8s           dagster-k8s's k8s_job_executor: each step a Kubernetes Job
     FER_EXECUTOR=celery_k8s    dagster-celery-k8s's celery_k8s_job_executor: steps queued on
                                Celery, run as Kubernetes Jobs
 
-The cluster executors need `pip install 'fer-data[cluster]'`; deploy/helm-values.yaml shows a
-deployment. Steps that want a GPU carry GPU_STEP_TAGS, which both cluster executors read.
+The cluster executors need `pip install 'fer-data[cluster]'`; README "Past one machine" and
+deploy/helm-values.yaml show deployments. Steps that want a GPU carry GPU_STEP_TAGS, which all
+three cluster executors read: on Celery they go to the `gpu` queue, every other step to
+`dagster`.
 """
 
 import os
 
 from dagster import ExecutorDefinition, Field, in_process_executor, multiprocess_executor
 
-EXECUTORS = ("multiprocess", "in_process", "k8s", "celery_k8s")
+EXECUTORS = ("multiprocess", "in_process", "celery", "k8s", "celery_k8s")
 
 # Per-step settings for the GPU steps (StarGAN, the augmentation experiment). On Kubernetes
 # the pod asks for one GPU, so only GPU nodes can take it, and tolerates the taint GPU node
@@ -53,6 +60,13 @@ def executor_from_env() -> ExecutorDefinition:
         )
     if name == "in_process":
         return in_process_executor
+    if name == "celery":
+        try:
+            from fer_data.defs.celery_executor import celery_executor
+        except ImportError as error:
+            raise ImportError("FER_EXECUTOR=celery needs the cluster extras: "
+                              "pip install 'fer-data[cluster]'") from error
+        return celery_executor
     if name in ("k8s", "celery_k8s"):
         try:
             if name == "k8s":
@@ -64,3 +78,4 @@ def executor_from_env() -> ExecutorDefinition:
                               "pip install 'fer-data[cluster]'") from error
         return cluster_executor
     raise ValueError(f"FER_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
+

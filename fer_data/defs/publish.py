@@ -52,10 +52,11 @@ def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
     rows = publish_rows(faces, split_table, synthetic)
     index = storage.read_table(layout.table("face_index", ALL),
                                columns=["image_id", "dataset", "drop_reason", "duplicate_of"])
-    card = card_facts(rows, index, split_table, synthetic)
     report = synthetic_report_path(layout)
     extra = {report.name: report.read_bytes()} if synthetic is not None and report.exists() \
         else {}
+    card = card_facts(rows, index, split_table, synthetic,
+                      json.loads(extra[report.name]) if extra else None)
     metadata = {}
     for name in dict.fromkeys([settings.class_set, *config.extra_class_sets]):
         class_names(name)  # an unknown name fails here, before anything is written

@@ -1,0 +1,211 @@
+"""FER_EXECUTOR=celery on a real Redis broker with real Celery workers on loopback: steps run in
+the workers, the StarGAN step on the `gpu` queue, the output equals the multiprocess
+executor's, and a missing or killed worker fails the run with a message instead of a hang."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
+from test_executors import CURATE, INGEST, curate_job, ingest_job, pipeline_env
+
+pytest.importorskip("dagster_celery", reason="needs the cluster extras: pip install "
+                    "'fer-data[cluster]'")
+redis = pytest.importorskip("redis", reason="needs the cluster extras (the redis client)")
+if shutil.which("redis-server") is None:
+    pytest.skip("redis-server not found (Debian: apt-get install redis-server)",
+                allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A throw-away redis-server on a free loopback port, no persistence."""
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                              stdout=subprocess.DEVNULL, start_new_session=True)
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.kill()
+    server.wait()
+
+
+class Workers:
+    """Real `python -m fer_data.worker` processes, each in its own process group."""
+
+    def __init__(self, env: dict[str, str], logs: Path):
+        self.env, self.logs, self.procs = env, logs, {}
+
+    def start(self, name: str, queues: str, app) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "a")
+        # the jobs are test_executors' (reconstructed by module name in the worker)
+        env = {**os.environ, **self.env, "PYTHONPATH": str(Path(__file__).parent)}
+        proc = subprocess.Popen([sys.executable, "-m", "fer_data.worker", "--queues", queues,
+                                 "--name", name], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        deadline = time.monotonic() + 60
+        while not app.control.ping(destination=[f"{name}@{socket.gethostname()}"], timeout=1):
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (self.logs / f"{name}.log").read_text()[-3000:]
+        return proc
+
+    def pids(self, name: str) -> set[int]:
+        """Every process of the worker's group (the CLI, celery, its pool children)."""
+        out = subprocess.run(["ps", "-o", "pid=", "-g", str(self.procs[name].pid)],
+                             capture_output=True, text=True).stdout
+        return {int(p) for p in out.split()}
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        with pytest.raises(ProcessLookupError):
+            while True:  # until the whole group is gone
+                os.killpg(proc.pid, signal.SIGKILL)
+                time.sleep(0.2)
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.kill(name)
+
+
+class KillWhenTraining:
+    """Kill the `gpu` worker's whole process group as soon as StarGAN's first checkpoint is
+    on disk: a machine lost in the middle of the step."""
+
+    def __init__(self, workers: Workers, storage: Path):
+        self.killed = threading.Event()
+
+        def watch():
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                if list(storage.glob("stargan_model/*/checkpoint.pt")):
+                    workers.kill("gpu")
+                    self.killed.set()
+                    return
+                time.sleep(0.2)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+
+def step_pids(instance: DagsterInstance, run_id: str) -> dict[str, int]:
+    return {e.step_key: e.dagster_event.pid
+            for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)}
+
+
+def curated_rows(root: Path) -> pd.DataFrame:
+    frames = [pd.read_parquet(root / "curated" / "fer7" / f"{s}.parquet",
+                              columns=["image_id", "label", "split"])
+              for s in ("train", "val", "test")]
+    return pd.concat(frames).sort_values("image_id").reset_index(drop=True)
+
+
+def run_pipeline(instance, stargan_iters: int = 10):
+    ingest = execute_job(reconstructable(ingest_job), instance,
+                         tags={"dagster/partition": "jaffe"})
+    assert ingest.success
+    return execute_job(reconstructable(curate_job), instance, run_config={
+        "ops": {"stargan_model": {"config": {"num_iters": stargan_iters}}}})
+
+
+def test_celery_workers_run_the_steps_gpu_step_on_its_queue_same_output(tmp_path, broker,
+                                                                        monkeypatch):
+    from dagster_celery.make_app import make_app
+
+    from fer_data.defs.celery_executor import celery_settings
+
+    reference = tmp_path / "multiprocess"
+    for name, value in pipeline_env(reference, FER_EXECUTOR="multiprocess").items():
+        monkeypatch.setenv(name, value)
+    with DagsterInstance.get() as instance:
+        assert run_pipeline(instance).success
+
+    cluster = tmp_path / "celery"
+    env = pipeline_env(cluster, FER_EXECUTOR="celery", FER_CELERY_BROKER=broker)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = make_app({**celery_settings(), "include": [], "config_source": {}})
+    workers = Workers(env, tmp_path)
+    try:
+        workers.start("cpu", "dagster", app)
+        workers.start("gpu", "gpu", app)
+        with DagsterInstance.get() as instance:
+            curate = run_pipeline(instance)
+            assert curate.success
+            ingest_run = instance.get_runs(limit=2)[1]
+            steps = {**step_pids(instance, ingest_run.run_id),
+                     **step_pids(instance, curate.run_id)}
+    finally:
+        workers_pids = {n: workers.pids(n) for n in list(workers.procs)}
+        workers.stop_all()
+    assert sorted(steps) == sorted(INGEST + CURATE)
+    assert os.getpid() not in steps.values()  # nothing ran in the launching process
+    assert steps["stargan_model"] in workers_pids["gpu"]  # through the gpu queue
+    assert {s: p for s, p in steps.items() if s != "stargan_model"}.values() <= \
+        workers_pids["cpu"]
+    assert curated_rows(cluster).equals(curated_rows(reference))
+
+
+def test_a_queue_without_a_worker_or_a_killed_worker_fails_the_run_with_a_message(
+        tmp_path, broker, monkeypatch):
+    from dagster_celery.make_app import make_app
+
+    from fer_data.defs.celery_executor import celery_settings
+
+    env = pipeline_env(tmp_path, FER_EXECUTOR="celery", FER_CELERY_BROKER=broker)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app = make_app({**celery_settings(), "include": [], "config_source": {}})
+    workers = Workers(env, tmp_path)
+    try:
+        workers.start("cpu", "dagster", app)
+        with DagsterInstance.get() as instance:
+            started = time.monotonic()
+            run = run_pipeline(instance)  # no worker on the gpu queue
+            assert not run.success and time.monotonic() - started < 300
+            failure = next(e for e in instance.all_logs(run.run_id)
+                           if e.dagster_event and e.dagster_event.is_run_failure)
+            engine = " ".join(str(e.dagster_event.engine_event_data)
+                              for e in instance.all_logs(run.run_id,
+                                                         of_type=DagsterEventType.ENGINE_EVENT))
+            assert 'no Celery worker listens on queue "gpu"' in engine + str(failure)
+
+            # a worker killed while it trains: the run fails, a new worker and run finish it
+            workers.start("gpu", "gpu", app)
+            killer = KillWhenTraining(workers, tmp_path / "storage")
+            run = run_pipeline(instance, stargan_iters=1000)
+            assert killer.killed.is_set() and not run.success
+            messages = " ".join(str(e) for e in instance.all_logs(run.run_id))
+            assert "stopped answering while it ran step" in messages
+            workers.start("gpu2", "gpu", app)
+            again = run_pipeline(instance, stargan_iters=1000)
+            assert again.success
+            messages = " ".join(str(e) for e in instance.all_logs(again.run_id))
+            assert "resumed from step" in messages  # StarGAN went on from its checkpoint
+    finally:
+        workers.stop_all()
+    assert (tmp_path / "curated" / "fer7" / "_SUCCESS").exists()
