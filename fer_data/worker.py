@@ -45,11 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     home = ensure_instance_config().parent
     # one -q with a comma-separated list: given twice, dagster-celery passes -Q twice and
     # Celery keeps only the last queue
-    command = [str(Path(sys.executable).parent / "dagster-celery"), "worker", "start",
+    bin_dir = Path(sys.executable).parent  # dagster-celery runs `celery` from PATH
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [str(bin_dir / "dagster-celery"), "worker", "start",
                "-A", "dagster_celery.app", "-y", str(worker_yaml(home)), "-q", args.queues,
                *(["-n", args.name] if args.name else []), "--",
                f"--concurrency={args.concurrency}"]
-    os.execv(command[0], command)
+    os.execve(command[0], command, env)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ executor's, and a missing or killed worker fails the run with a message instead 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
-from test_executors import CURATE, INGEST, curate_job, ingest_job, pipeline_env
+from dagster import DagsterEventType, DagsterInstance
+from test_executors import BIN, CURATE, INGEST, pipeline_env
 
 pytest.importorskip("dagster_celery", reason="needs the cluster extras: pip install "
                     "'fer-data[cluster]'")
@@ -62,8 +63,7 @@ class Workers:
 
     def start(self, name: str, queues: str, app) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "a")
-        # the jobs are test_executors' (reconstructed by module name in the worker)
-        env = {**os.environ, **self.env, "PYTHONPATH": str(Path(__file__).parent)}
+        env = {**os.environ, **self.env}
         proc = subprocess.Popen([sys.executable, "-m", "fer_data.worker", "--queues", queues,
                                  "--name", name], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -124,88 +124,78 @@ def curated_rows(root: Path) -> pd.DataFrame:
     return pd.concat(frames).sort_values("image_id").reset_index(drop=True)
 
 
-def run_pipeline(instance, stargan_iters: int = 10):
-    ingest = execute_job(reconstructable(ingest_job), instance,
-                         tags={"dagster/partition": "jaffe"})
-    assert ingest.success
-    return execute_job(reconstructable(curate_job), instance, run_config={
-        "ops": {"stargan_model": {"config": {"num_iters": stargan_iters}}}})
+def materialize(env: dict[str, str], stargan_iters: int = 10) -> list[subprocess.Popen]:
+    """`dagster asset materialize` as CI runs it: the demo JAFFE partition, then the rest with
+    a short StarGAN; returns the finished CLI processes."""
+    done = []
+    for args in (["--select", ",".join(INGEST), "--partition", "jaffe"],
+                 ["--select", ",".join(CURATE), "--config-json", json.dumps(
+                     {"ops": {"stargan_model": {"config": {"num_iters": stargan_iters}}}})]):
+        proc = subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m",
+                                 "fer_data.definitions", *args], cwd=REPO,
+                                env={**os.environ, **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        proc.output = proc.communicate(timeout=600)[0]
+        done.append(proc)
+        if proc.returncode:
+            break
+    return done
 
 
-def test_celery_workers_run_the_steps_gpu_step_on_its_queue_same_output(tmp_path, broker,
-                                                                        monkeypatch):
+def test_celery_workers_run_the_steps_gpu_step_on_its_queue_same_output(tmp_path, broker):
     from dagster_celery.make_app import make_app
 
-    from fer_data.defs.celery_executor import celery_settings
+    reference = pipeline_env(tmp_path / "multiprocess", FER_EXECUTOR="multiprocess")
+    assert all(p.returncode == 0 for p in materialize(reference))
 
-    reference = tmp_path / "multiprocess"
-    for name, value in pipeline_env(reference, FER_EXECUTOR="multiprocess").items():
-        monkeypatch.setenv(name, value)
-    with DagsterInstance.get() as instance:
-        assert run_pipeline(instance).success
-
-    cluster = tmp_path / "celery"
-    env = pipeline_env(cluster, FER_EXECUTOR="celery", FER_CELERY_BROKER=broker)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    app = make_app({**celery_settings(), "include": [], "config_source": {}})
+    env = pipeline_env(tmp_path / "celery", FER_EXECUTOR="celery", FER_CELERY_BROKER=broker)
+    app = make_app({"broker": broker, "backend": broker[:-1] + "1", "include": [],
+                    "config_source": {}})
     workers = Workers(env, tmp_path)
     try:
         workers.start("cpu", "dagster", app)
         workers.start("gpu", "gpu", app)
-        with DagsterInstance.get() as instance:
-            curate = run_pipeline(instance)
-            assert curate.success
-            ingest_run = instance.get_runs(limit=2)[1]
-            steps = {**step_pids(instance, ingest_run.run_id),
-                     **step_pids(instance, curate.run_id)}
+        runs = materialize(env)
+        assert all(p.returncode == 0 for p in runs), runs[-1].output[-3000:]
+        worker_pids = {n: workers.pids(n) for n in ("cpu", "gpu")}
     finally:
-        workers_pids = {n: workers.pids(n) for n in list(workers.procs)}
         workers.stop_all()
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        steps = {}
+        for run in instance.get_runs():
+            steps.update(step_pids(instance, run.run_id))
     assert sorted(steps) == sorted(INGEST + CURATE)
-    assert os.getpid() not in steps.values()  # nothing ran in the launching process
-    assert steps["stargan_model"] in workers_pids["gpu"]  # through the gpu queue
-    assert {s: p for s, p in steps.items() if s != "stargan_model"}.values() <= \
-        workers_pids["cpu"]
-    assert curated_rows(cluster).equals(curated_rows(reference))
+    assert not {p.pid for p in runs} & set(steps.values())  # none in the launching process
+    assert steps["stargan_model"] in worker_pids["gpu"]  # through the gpu queue
+    assert {p for s, p in steps.items() if s != "stargan_model"} <= worker_pids["cpu"]
+    assert curated_rows(tmp_path / "celery").equals(curated_rows(tmp_path / "multiprocess"))
 
 
 def test_a_queue_without_a_worker_or_a_killed_worker_fails_the_run_with_a_message(
-        tmp_path, broker, monkeypatch):
+        tmp_path, broker):
     from dagster_celery.make_app import make_app
 
-    from fer_data.defs.celery_executor import celery_settings
-
     env = pipeline_env(tmp_path, FER_EXECUTOR="celery", FER_CELERY_BROKER=broker)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    app = make_app({**celery_settings(), "include": [], "config_source": {}})
+    app = make_app({"broker": broker, "backend": broker[:-1] + "1", "include": [],
+                    "config_source": {}})
     workers = Workers(env, tmp_path)
     try:
         workers.start("cpu", "dagster", app)
-        with DagsterInstance.get() as instance:
-            started = time.monotonic()
-            run = run_pipeline(instance)  # no worker on the gpu queue
-            assert not run.success and time.monotonic() - started < 300
-            failure = next(e for e in instance.all_logs(run.run_id)
-                           if e.dagster_event and e.dagster_event.is_run_failure)
-            engine = " ".join(str(e.dagster_event.engine_event_data)
-                              for e in instance.all_logs(run.run_id,
-                                                         of_type=DagsterEventType.ENGINE_EVENT))
-            assert 'no Celery worker listens on queue "gpu"' in engine + str(failure)
+        started = time.monotonic()
+        runs = materialize(env)  # no worker on the gpu queue
+        assert runs[-1].returncode != 0 and time.monotonic() - started < 300
+        assert 'no Celery worker listens on queue "gpu"' in runs[-1].output
 
-            # a worker killed while it trains: the run fails, a new worker and run finish it
-            workers.start("gpu", "gpu", app)
-            killer = KillWhenTraining(workers, tmp_path / "storage")
-            run = run_pipeline(instance, stargan_iters=1000)
-            assert killer.killed.is_set() and not run.success
-            messages = " ".join(str(e) for e in instance.all_logs(run.run_id))
-            assert "stopped answering while it ran step" in messages
-            workers.start("gpu2", "gpu", app)
-            again = run_pipeline(instance, stargan_iters=1000)
-            assert again.success
-            messages = " ".join(str(e) for e in instance.all_logs(again.run_id))
-            assert "resumed from step" in messages  # StarGAN went on from its checkpoint
+        # a worker killed while it trains: the run fails, a new worker and run finish it
+        workers.start("gpu", "gpu", app)
+        killer = KillWhenTraining(workers, tmp_path / "storage")
+        runs = materialize(env, stargan_iters=1000)
+        assert killer.killed.is_set() and runs[-1].returncode != 0
+        assert "stopped answering while it ran step" in runs[-1].output
+        workers.start("gpu2", "gpu", app)
+        runs = materialize(env, stargan_iters=1000)
+        assert runs[-1].returncode == 0, runs[-1].output[-3000:]
+        assert "resumed from step" in runs[-1].output  # StarGAN went on from its checkpoint
     finally:
         workers.stop_all()
     assert (tmp_path / "curated" / "fer7" / "_SUCCESS").exists()
