@@ -69,7 +69,10 @@ def demo_pipeline(demo_raw, tmp_path_factory):
     for dataset in DATASETS:
         assert materialize(partitioned, partition_key=dataset, resources=resources,
                            instance=instance).success
-    config = {"ops": {"curated_dataset": {"config": {"extra_class_sets": ["fer4_hnss"]}}}}
+    # the smoke generator misses the realism floors on the drawn demo faces, so synthetic_faces
+    # is forced here to exercise the gate; the default (withheld) path has its own test
+    config = {"ops": {"curated_dataset": {"config": {"extra_class_sets": ["fer4_hnss"]}},
+                      "synthetic_faces": {"config": {"use_ineligible_generator": True}}}}
     from fer_data.run import ON_DEMAND
 
     everyday = [a for a in assets if a.partitions_def is None
