@@ -82,11 +82,17 @@ class Workers:
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
-        with pytest.raises(ProcessLookupError):
-            while True:  # until the whole group is gone
-                os.killpg(proc.pid, signal.SIGKILL)
-                time.sleep(0.2)
-        proc.wait()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()  # reap the group leader; init reaps the rest
+        deadline = time.monotonic() + 30
+        while self._alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    @staticmethod
+    def _alive(group: int) -> bool:
+        out = subprocess.run(["ps", "-o", "stat=", "-g", str(group)], capture_output=True,
+                             text=True).stdout.split()
+        return any(not state.startswith("Z") for state in out)
 
     def stop_all(self) -> None:
         for name in list(self.procs):
