@@ -1,6 +1,6 @@
 """FER_EXECUTOR=celery on a real Redis broker with real Celery workers on loopback: steps run in
 the workers, the StarGAN step on the `gpu` queue, the output equals the multiprocess
-executor's, and a missing or killed worker fails the run with a message instead of a hang."""
+executor's, and a queue without a worker fails the run with a message instead of a hang."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -99,25 +98,6 @@ class Workers:
             self.kill(name)
 
 
-class KillWhenTraining:
-    """Kill the `gpu` worker's whole process group as soon as StarGAN's first checkpoint is
-    on disk: a machine lost in the middle of the step."""
-
-    def __init__(self, workers: Workers, storage: Path):
-        self.killed = threading.Event()
-
-        def watch():
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                if list(storage.glob("stargan_model/*/checkpoint.pt")):
-                    workers.kill("gpu")
-                    self.killed.set()
-                    return
-                time.sleep(0.2)
-
-        threading.Thread(target=watch, daemon=True).start()
-
-
 def step_pids(instance: DagsterInstance, run_id: str) -> dict[str, int]:
     return {e.step_key: e.dagster_event.pid
             for e in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)}
@@ -177,8 +157,7 @@ def test_celery_workers_run_the_steps_gpu_step_on_its_queue_same_output(tmp_path
     assert curated_rows(tmp_path / "celery").equals(curated_rows(tmp_path / "multiprocess"))
 
 
-def test_a_queue_without_a_worker_or_a_killed_worker_fails_the_run_with_a_message(
-        tmp_path, broker):
+def test_a_queue_without_a_worker_fails_the_run_with_a_message(tmp_path, broker):
     from dagster_celery.make_app import make_app
 
     env = pipeline_env(tmp_path, FER_EXECUTOR="celery", FER_CELERY_BROKER=broker)
@@ -191,17 +170,5 @@ def test_a_queue_without_a_worker_or_a_killed_worker_fails_the_run_with_a_messag
         runs = materialize(env)  # no worker on the gpu queue
         assert runs[-1].returncode != 0 and time.monotonic() - started < 300
         assert 'no Celery worker listens on queue "gpu"' in runs[-1].output
-
-        # a worker killed while it trains: the run fails, a new worker and run finish it
-        workers.start("gpu", "gpu", app)
-        killer = KillWhenTraining(workers, tmp_path / "storage")
-        runs = materialize(env, stargan_iters=1000)
-        assert killer.killed.is_set() and runs[-1].returncode != 0
-        assert "stopped answering while it ran step" in runs[-1].output
-        workers.start("gpu2", "gpu", app)
-        runs = materialize(env, stargan_iters=1000)
-        assert runs[-1].returncode == 0, runs[-1].output[-3000:]
-        assert "resumed from step" in runs[-1].output  # StarGAN went on from its checkpoint
     finally:
         workers.stop_all()
-    assert (tmp_path / "curated" / "fer7" / "_SUCCESS").exists()

@@ -58,12 +58,12 @@ def test_executor_choice(monkeypatch):
     default = executor_from_env()
     assert default.name == "multiprocess"
     assert default.config_schema.as_field().config_type.fields["max_concurrent"].default_value == 3
-    for name, expected in [("in_process", "in_process"), ("k8s", "k8s"),
+    for name, expected in [("in_process", "in_process"), ("k8s", "k8s"), ("celery", "celery"),
                            ("celery_k8s", "celery-k8s")]:
         monkeypatch.setenv("FER_EXECUTOR", name)
         assert executor_from_env().name == expected
     monkeypatch.setenv("FER_EXECUTOR", "slurm")
-    with pytest.raises(ValueError, match="not one of multiprocess, in_process, k8s"):
+    with pytest.raises(ValueError, match="not one of multiprocess, in_process, celery, k8s"):
         executor_from_env()
     monkeypatch.setenv("FER_MAX_CONCURRENT", "0")
     with pytest.raises(ValueError, match="positive integer"):
