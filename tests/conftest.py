@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,13 @@ def shared() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"real sample data not found at {SHARED} (set FER_SHARED_DATASETS)")
     return SHARED
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def gray_image(path: Path, value: int = 128, size: tuple[int, int] = (48, 48)) -> Path:

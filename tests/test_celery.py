@@ -19,6 +19,8 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 from test_executors import BIN, CURATE, INGEST, pipeline_env
 
+from conftest import free_port
+
 pytest.importorskip("dagster_celery", reason="needs the cluster extras: pip install "
                     "'fer-data[cluster]'")
 redis = pytest.importorskip("redis", reason="needs the cluster extras (the redis client)")
@@ -27,12 +29,6 @@ if shutil.which("redis-server") is None:
                 allow_module_level=True)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
