@@ -59,8 +59,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/fer-real"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     layout = StorageLayout.from_env(str(args.work / "raw"), str(args.work / "storage"),
                                     str(args.work / "curated"))
     config = replace(stargan_config(args.profile, ("angry", "disgust", "fear", "happy", "sad",

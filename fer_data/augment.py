@@ -100,14 +100,16 @@ MODEL_RECORD = "model.json"
 
 
 def stargan_config(profile: str, classes: tuple[str, ...], seed: int = 0, num_iters: int = 0,
-                   device: str = "profile") -> TrainConfig:
+                   device: str = "profile", checkpoint_every: int = 0) -> TrainConfig:
     """A profile's training config for these domains; the profile's image size is kept (the
-    faces are resized to it at the boundary)."""
+    faces are resized to it at the boundary). num_iters / checkpoint_every 0 and device
+    "profile" keep the profile's."""
     if profile not in PROFILES:
         raise ValueError(f"unknown StarGAN profile {profile!r}; choose from {sorted(PROFILES)}")
     base = PROFILES[profile]
     return replace(base, c_dim=len(classes), domains=list(classes), seed=seed,
                    num_iters=num_iters or base.num_iters,
+                   checkpoint_every=checkpoint_every or base.checkpoint_every,
                    device=base.device if device == "profile" else device)
 
 
@@ -368,13 +370,14 @@ def train_generator(layout: StorageLayout, profile: str, class_set: str, judge: 
                     judge_metrics: dict, real: dict[str, FaceTensors], target: str = "disgust",
                     seed: int = 0, num_iters: int = 0, device: str = "profile",
                     max_minutes: float = 0.0, floors: RealismFloors | None = None,
-                    log=print) -> GeneratorRun:
+                    log=print, checkpoint_every: int = 0) -> GeneratorRun:
     """Train StarGAN on the real training faces with every checkpoint rated on held-back
     (validation) faces; keep the eligible one (clearing the realism floors) with the highest
     judge hit rate, measure its quality report on a larger fixed held-back set against real
     test faces, write report + figures beside it and record it as the generator."""
     floors = floors or RealismFloors()
-    config = stargan_config(profile, class_names(class_set), seed, num_iters, device)
+    config = stargan_config(profile, class_names(class_set), seed, num_iters, device,
+                            checkpoint_every)
     data = load_training_faces(layout, class_set, config.image_size)
     if len(data.labels) == 0:
         raise ValueError("no real training faces: materialize splits first")

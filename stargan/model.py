@@ -167,30 +167,41 @@ def discriminator_depth(image_size: int, max_depth: int = 6) -> int:
 
 
 class Discriminator(nn.Module):
-    """PatchGAN real/fake map(s), `src_dim` of them, plus a domain classifier of `c_dim`."""
+    """PatchGAN real/fake map(s), `src_dim` of them, plus a domain classifier of `c_dim`.
+
+    `src_depth` (default: all `repeat_num` layers, official) reads the real/fake map after
+    fewer stride-2 layers: a local critic whose every cell judges a patch (2 layers at 48 px:
+    a 12x12 map, each cell seeing 18 px), while the classifier still sees the whole face."""
 
     def __init__(self, *, image_size: int = 128, channels: int = 3, conv_dim: int = 64,
-                 c_dim: int = 5, repeat_num: int | None = None, src_dim: int = 1):
+                 c_dim: int = 5, repeat_num: int | None = None, src_dim: int = 1,
+                 src_depth: int | None = None):
         super().__init__()
         repeat_num = repeat_num or discriminator_depth(image_size)
+        src_depth = src_depth or repeat_num
         final = image_size / 2**repeat_num
         if final != int(final) or final < 1:
             raise ValueError(f"{repeat_num} stride-2 layers do not fit {image_size} px")
-        layers = [nn.Conv2d(channels, conv_dim, kernel_size=4, stride=2, padding=1),
-                  nn.LeakyReLU(0.01)]
-        dim = conv_dim
-        for _ in range(1, repeat_num):
-            layers += [nn.Conv2d(dim, dim * 2, kernel_size=4, stride=2, padding=1),
+        if not 1 <= src_depth <= repeat_num:
+            raise ValueError(f"src_depth {src_depth} must be 1..{repeat_num}")
+        layers, dim, src_channels = [], channels, 0
+        for i in range(repeat_num):
+            out = conv_dim * 2**i
+            layers += [nn.Conv2d(dim, out, kernel_size=4, stride=2, padding=1),
                        nn.LeakyReLU(0.01)]
-            dim *= 2
-        self.main = nn.Sequential(*layers)
+            dim = out
+            if i + 1 == src_depth:
+                src_channels = dim
+        self.main = nn.Sequential(*layers[:2 * src_depth])
+        self.rest = nn.Sequential(*layers[2 * src_depth:])  # empty unless src_depth < repeat
         # src_dim real/fake maps: 1 (official) or one per domain (multitask, StarGAN v2)
-        self.conv_src = nn.Conv2d(dim, src_dim, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv_src = nn.Conv2d(src_channels, src_dim, kernel_size=3, stride=1, padding=1,
+                                  bias=False)
         self.conv_cls = nn.Conv2d(dim, c_dim, kernel_size=int(final), bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.main(x)
-        return self.conv_src(h), self.conv_cls(h).view(h.size(0), -1)
+        return self.conv_src(h), self.conv_cls(self.rest(h)).view(h.size(0), -1)
 
 
 def domain_map(out_src: torch.Tensor, domains: torch.Tensor | None) -> torch.Tensor:

@@ -69,6 +69,7 @@ class TrainConfig:
     # the domain sets every residual block's InstanceNorm scale and shift
     d_multitask: bool = False  # one real/fake patch map per domain (StarGAN v2): an image is
     # judged by its domain's map, so the disgust map learns G's disgust as negatives
+    d_src_depth: int = 0  # > 0: a local (patch) critic read after this many of D's layers
     lambda_id: float = 0.0  # > 0: identity loss |G(x, own domain) - x| (CycleGAN's)
     diffaug: str = ""  # DiffAugment policy on every input of D, e.g. "color,translation,cutout"
     hflip: bool = False  # mirror half the real faces of each batch (the few of a rare class)
@@ -181,7 +182,8 @@ def build_models(config: TrainConfig) -> Models:
     D = Discriminator(image_size=config.image_size, channels=config.channels,
                       conv_dim=config.d_conv_dim, c_dim=config.c_dim + fake_class,
                       repeat_num=config.d_repeat_num or None,
-                      src_dim=config.c_dim if config.d_multitask else 1)
+                      src_dim=config.c_dim if config.d_multitask else 1,
+                      src_depth=config.d_src_depth or None)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     G.to(config.device, memory_format=memory_format)
     D.to(config.device, memory_format=memory_format)

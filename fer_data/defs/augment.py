@@ -51,6 +51,9 @@ class StarGanConfig(Config):
                                                       "profile's device.")
     max_minutes: float = Field(0.0, description="Stop after this much training (a segment; "
                                "materialize again to resume). 0: train to the end.")
+    checkpoint_every: int = Field(0, description="Save (and rate) a checkpoint every this many "
+                                  "iterations (0 = the profile's); a stopped run resumes from "
+                                  "the last one.")
     target_class: str = Field("disgust", description="The class whose judge hit rate picks "
                               "the checkpoint and heads the quality report.")
     seed: int = Field(0, description="Seeds weights, batches, targets and the penalty mix.")
@@ -78,7 +81,8 @@ def stargan_model(context: AssetExecutionContext, config: StarGanConfig,
     profile = resolve_profile(config.profile, len(real["train"]), torch.cuda.is_available())
     run = train_generator(layout, profile, settings.class_set, judge, judge_metrics, real,
                           config.target_class, config.seed, config.num_iters, config.device,
-                          config.max_minutes, log=context.log.info)
+                          config.max_minutes, log=context.log.info,
+                          checkpoint_every=config.checkpoint_every)
     report = run.report
     return MaterializeResult(metadata={
         "profile": profile,

@@ -9,6 +9,9 @@ turns both into a failed run with a message that says what to do:
   `task_track_started` says which) still answers a ping.
 A step lost with its worker is not retried: the run fails, and the next run re-executes the
 step (StarGAN resumes from its last checkpoint; every other step rewrites its table whole).
+The lost step's concurrency-pool slot (the `gpu` pool) is freed at once: Dagster frees a slot
+when the step's end event arrives, which a killed worker never sends, and a leaked slot would
+hold every later run's StarGAN step forever.
 
 Workers: `python -m fer_data.worker --queues dagster,gpu` (see fer_data/worker.py).
 """
@@ -46,8 +49,10 @@ class WatchedResult:
     """A step's Celery result that also becomes ready, with an error, when the worker running
     the step stops answering (or, while it waits, when no worker is left on its queue)."""
 
-    def __init__(self, result, app, step_key: str, queue: str, every: float = 5.0):
+    def __init__(self, result, app, step_key: str, queue: str, on_lost=None,
+                 every: float = 5.0):
         self.result, self.app, self.step_key, self.queue = result, app, step_key, queue
+        self.on_lost = on_lost or (lambda: None)
         self.every, self.checked, self.lost = every, time.monotonic(), None
 
     def ready(self) -> bool:
@@ -56,6 +61,8 @@ class WatchedResult:
         if time.monotonic() - self.checked >= self.every:
             self.checked = time.monotonic()
             self.lost = self._lost()
+            if self.lost:
+                self.on_lost()
         return self.lost is not None
 
     def _lost(self) -> str | None:
@@ -86,8 +93,12 @@ def _submit_checked(app, plan_context, step, queue, priority, known_state):
             f'no Celery worker listens on queue "{queue}", which step "{step.key}" needs '
             f"(workers listen on: {', '.join(sorted(listening)) or 'none'}). Start one: "
             f"python -m fer_data.worker --queues {queue}")
+    def free_slot():
+        plan_context.instance.event_log_storage.free_concurrency_slot_for_step(
+            plan_context.run_id, step.key)
+
     return WatchedResult(_submit_task(app, plan_context, step, queue, priority, known_state),
-                         app, step.key, queue)
+                         app, step.key, queue, on_lost=free_slot)
 
 
 class CheckedCeleryExecutor(CeleryExecutor):
