@@ -31,7 +31,7 @@ $(DEV_STAMP): $(STAMP) pyproject.toml
 
 run: $(STAMP)
 	$(PY) -m fer_data.instance >/dev/null
-	$(PY) -m fer_data.demo $(FER_RAW_DIR) --if-empty
+	$(PY) -m fer_data.datasets demo $(FER_RAW_DIR) --if-empty
 	$(PY) -m fer_data.run
 
 test: $(DEV_STAMP)
@@ -51,10 +51,11 @@ samples: $(STAMP)
 
 # FIGURES_FROM=/tmp/fer-real takes them from the real-data benches' run instead of `make run`'s
 figures: $(STAMP)
-	$(PY) -m fer_data.figures assets $(if $(FIGURES_FROM),--work $(FIGURES_FROM))
+	$(PY) -m fer_data.readme_figures assets $(if $(FIGURES_FROM),--work $(FIGURES_FROM))
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check fer_data stargan tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(STAMP)
 	for b in ingest frames faces dedup leaks stargan_speed judge synthetic rerun; do $(PY) bench/$$b.py || exit 1; done

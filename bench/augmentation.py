@@ -30,9 +30,9 @@ from common import REPO
 
 from fer_data.evaluate import (
     VARIANTS,
-    disgust_f1_png,
     run_experiment,
     summary_table,
+    target_f1_png,
     training_rows_table,
 )
 
@@ -55,16 +55,17 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     records = run_experiment(
-        args.work / "curated" / "fer7", RESULTS, args.work / "augmentation", args.model,
+        args.work / "curated" / "fer7", RESULTS, args.work / "augmentation", "disgust", "fear",
+        args.model,
         args.variants, tuple(args.seeds), -1 if args.report_only else args.max_runs,
         log=lambda m: print(m, flush=True), epochs=args.epochs, max_minutes=args.max_minutes,
         device=args.device)
     if not records:
         print("no results yet")
         return
-    table = summary_table(records) + "\n\n" + training_rows_table(records)
+    table = summary_table(records, "disgust") + "\n\n" + training_rows_table(records)
     (RESULTS / "report.md").write_text(table + "\n")
-    (RESULTS / "disgust_f1.png").write_bytes(disgust_f1_png(records))
+    (RESULTS / "disgust_f1.png").write_bytes(target_f1_png(records, "disgust"))
     print(table)
 
 

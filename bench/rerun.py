@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 from dagster import DagsterInstance  # noqa: E402
 
-from fer_data.demo import DemoSpec, write_demo  # noqa: E402
+from fer_data.datasets import write_demo  # noqa: E402
+from fer_data.demo import DemoSpec  # noqa: E402
 
 
 def materializations(home: Path) -> Counter:

@@ -6,6 +6,7 @@ and they copy neither their source nor any real face."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from collections import Counter, defaultdict
@@ -19,12 +20,14 @@ import pyarrow.compute as pc
 import torch
 
 from fer_data import storage
+from fer_data.artefacts import load_face_crops
 from fer_data.classifier import FaceTensors, from_pngs, to_float
-from fer_data.faces import Detector, eyes_found, faces_found, load_face_crops
+from fer_data.evaluate import load_judge, split_faces
+from fer_data.faces import Detector, eyes_found, faces_found
 from fer_data.figures import figure_png, pyplot
 from fer_data.hash_search import near_pairs
 from fer_data.images import decode_png, encode_png
-from fer_data.labels import class_names, map_label
+from fer_data.labels import class_names, map_label, target_count
 from fer_data.phash import hamming, phash_batch
 from fer_data.previews import contact_sheet
 from fer_data.quality import (
@@ -155,18 +158,6 @@ def top_up_plan(rows: pa.Table, target: str, wanted: str) -> tuple[int, int, int
     have = counts.get(target, 0)
     goal = target_count(dict(counts), target, wanted)
     return have, goal, max(goal - have, 0)
-
-
-def target_count(counts: dict[str, int], target: str, wanted: str) -> int:
-    """How many target-class faces training should end with: another class's count (the
-    source project used fear's), "max" (the largest class), or a number."""
-    if wanted == "max":
-        return max(counts.values())
-    if wanted.isdigit():
-        return int(wanted)
-    if wanted not in counts:
-        raise ValueError(f"target {wanted!r}: not a class in {sorted(counts)}, 'max' or a number")
-    return counts[wanted]
 
 
 def round_robin_sources(rows: pa.Table, target: str, seed: int) -> list[int]:
@@ -459,10 +450,6 @@ def main(argv: list[str] | None = None) -> None:
 
         python -m fer_data.augment --profile full --max-minutes 10   # repeat until "done"
     """
-    import argparse
-
-    from fer_data.evaluate import load_judge, split_faces
-
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("--profile", default="auto", choices=["auto", *sorted(PROFILES)])
     parser.add_argument("--class-set", default="fer7")

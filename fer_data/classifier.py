@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_data.figures import figure_png, pyplot
 from fer_data.images import decode_png
-from fer_data.storage import SUCCESS
+from fer_data.storage import SUCCESS, atomic_write_bytes
 
 
 def inverse_frequency(counts: np.ndarray, power: float = 1.0) -> torch.Tensor:
@@ -123,6 +124,9 @@ class CompactCNN(nn.Module):
         return self.head(self.features(x))
 
 
+VIT_PATCH_SIZE = 6  # the default ViT patch side (48 px faces: 8x8 patches); saved with a model
+
+
 def check_patch_size(image_size: int, patch_size: int) -> None:
     """ViT cuts the face into patch_size squares: the size must divide evenly."""
     if patch_size < 1 or image_size % patch_size:
@@ -133,7 +137,7 @@ def check_patch_size(image_size: int, patch_size: int) -> None:
                          f"of {fits or 'a divisor of face_size'}")
 
 
-def vit_tiny(image_size: int, num_classes: int, patch_size: int = 6) -> nn.Module:
+def vit_tiny(image_size: int, num_classes: int, patch_size: int = VIT_PATCH_SIZE) -> nn.Module:
     """torchvision's VisionTransformer with ViT-Tiny settings (192 wide, 12 layers, 3 heads) and a
     1-channel patch embedding; no pretrained weights."""
     from torchvision.models.vision_transformer import VisionTransformer
@@ -149,7 +153,7 @@ MODELS = ("cnn", "vit")
 
 
 def build_model(name: Literal["cnn", "vit"], num_classes: int, image_size: int,
-                seed: int = 0, patch_size: int = 6) -> nn.Module:
+                seed: int = 0, patch_size: int = VIT_PATCH_SIZE) -> nn.Module:
     """A freshly initialized model; its weights depend on `seed` only (the global RNG is left
     as it was)."""
     with torch.random.fork_rng(devices=[]):
@@ -406,7 +410,6 @@ def metrics(pred: np.ndarray, true: np.ndarray, classes: tuple[str, ...] | list[
     return {
         "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
         "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
-        "disgust_f1": per_class.get("disgust", {}).get("f1", float("nan")),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
         "test_rows": int(cm.sum()),
@@ -415,8 +418,6 @@ def metrics(pred: np.ndarray, true: np.ndarray, classes: tuple[str, ...] | list[
 
 def confusion_png(cm: list[list[int]], classes: tuple[str, ...] | list[str]) -> bytes:
     """The confusion matrix as a PNG: counts, shaded by each true class's share."""
-    from fer_data.figures import figure_png, pyplot
-
     plt = pyplot()
     cm = np.asarray(cm)
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -434,19 +435,20 @@ def confusion_png(cm: list[list[int]], classes: tuple[str, ...] | list[str]) -> 
 
 
 def save_model(path: Path, model: nn.Module, name: str, classes: tuple[str, ...],
-               image_size: int, extra: dict | None = None) -> Path:
-    """Weights plus what is needed to rebuild the model, written atomically."""
-    from fer_data.storage import atomic_write_bytes
-
+               image_size: int, extra: dict | None = None,
+               patch_size: int = VIT_PATCH_SIZE) -> Path:
+    """Weights plus what is needed to rebuild the model (a ViT's patch size too), written
+    atomically."""
     buf = io.BytesIO()
     torch.save({"model": name, "classes": list(classes), "image_size": image_size,
-                "state": model.state_dict(), **(extra or {})}, buf)
+                "patch_size": patch_size, "state": model.state_dict(), **(extra or {})}, buf)
     return atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def load_model(path: Path, device: str = "cpu") -> tuple[nn.Module, tuple[str, ...], dict]:
     state = torch.load(path, map_location=device, weights_only=True)
-    model = build_model(state["model"], len(state["classes"]), state["image_size"])
+    model = build_model(state["model"], len(state["classes"]), state["image_size"],
+                        patch_size=state.get("patch_size", VIT_PATCH_SIZE))
     model.load_state_dict(state["state"])
     model.to(device).eval()
     return model, tuple(state["classes"]), state

@@ -88,8 +88,9 @@ class DedupOptions:
     min_correlation: float = 0.95  # tier 2: thumbnail correlation that confirms a candidate
     conflict_policy: Literal["drop_all", "keep_majority"] = "keep_majority"
     min_std: float = 4.0  # below this pixel standard deviation an image is near-uniform
-    dataset_priority: tuple[str, ...] = ("fer2013", "ckplus", "kdef", "jaffe", "ravdess",
-                                         "face_expression")
+    # which dataset's copy a cluster keeps, first preferred (the registry's keeper ranks:
+    # fer_data.datasets.keeper_priority); unlisted datasets come last
+    dataset_priority: tuple[str, ...] = ()
 
 
 def dedup_options(index: pa.Table) -> DedupOptions:

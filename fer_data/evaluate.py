@@ -26,7 +26,9 @@ import pyarrow.parquet as pq
 import torch
 
 from fer_data import storage
+from fer_data.artefacts import load_face_crops
 from fer_data.classifier import (
+    VIT_PATCH_SIZE,
     FaceTensors,
     FitOptions,
     build_model,
@@ -39,8 +41,8 @@ from fer_data.classifier import (
     predict,
     save_model,
 )
-from fer_data.faces import load_face_crops
-from fer_data.labels import class_names, map_label
+from fer_data.figures import figure_png, pyplot
+from fer_data.labels import class_names, map_label, target_count
 from fer_data.quality import Judge
 from fer_data.schema import SPLITS
 from fer_data.storage import StorageLayout
@@ -141,7 +143,7 @@ class RunConfig:
     mix: Literal["", "none", "cutmix"] = ""
     max_minutes: float = 0.0
     max_steps: int = 0
-    patch_size: int = 6
+    patch_size: int = VIT_PATCH_SIZE
     device: str = "auto"
     threads: int = 0  # torch threads (0: torch's default)
     seed: int = 0
@@ -198,14 +200,16 @@ def train_classifier(config: RunConfig, log: Callable[[str], None] = print) -> d
                   train_seconds=round(result.seconds, 1),
                   seconds=round(time.perf_counter() - started, 1), device=options.device)
     out = Path(config.out)
-    save_model(out / "model.pt", result.model, config.model, train.classes, train.size)
+    save_model(out / "model.pt", result.model, config.model, train.classes, train.size,
+               patch_size=config.patch_size)
     for name, value in (("metrics.json", scores), ("history.json", result.history),
                         ("config.json", asdict(config))):
         storage.atomic_write_bytes(out / name, json.dumps(value, indent=2).encode())
     storage.atomic_write_bytes(out / "confusion_matrix.png",
                                confusion_png(scores["confusion_matrix"], test.classes))
+    f1 = ", ".join(f"{c} {v['f1']:.2f}" for c, v in scores["per_class"].items())
     log(f"test accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}, "
-        f"disgust F1 {scores['disgust_f1']:.4f} -> {out}")
+        f"F1 per class: {f1} -> {out}")
     return scores
 
 
@@ -248,38 +252,45 @@ if __name__ == "__main__":
 
 
 # ---------------------------------------------------------------------------------------------
-# the downstream experiment: does synthetic disgust beat the cheap alternatives?
+# the downstream experiment: does the synthetic target class (disgust) beat the cheap
+# alternatives? The target and the class whose count it is topped up to are the pipeline's
+# settings (target_class, top_up_to).
 
 # Each variant: whether the synthetic rows join training, the loss weighting, oversampling.
 VARIANTS: dict[str, dict] = {
     "plain": {"synthetic": "exclude"},
     "class_weighted": {"synthetic": "exclude", "class_weighted": True},
-    "oversampled": {"synthetic": "exclude", "oversample": "to_fear"},
+    "oversampled": {"synthetic": "exclude", "oversample": "to_top_up"},
     "stargan": {"synthetic": "include"},
     "stargan_weighted": {"synthetic": "include", "class_weighted": True},
 }
-RESULT_KEYS = ("accuracy", "macro_f1", "disgust_f1", "disgust_recall", "disgust_precision")
 
 
-def variant_config(data: str, out: str, variant: str, model: str, seed: int,
-                   **overrides) -> RunConfig:
-    """The run of one variant: `oversampled` draws disgust as often as the fear class has rows
-    (the count the StarGAN top-up aims at), with the usual flip + affine jitter."""
+def result_keys(target: str) -> tuple[str, ...]:
+    """The figures the report tables show, e.g. disgust_f1 for the target disgust."""
+    return ("accuracy", "macro_f1", f"{target}_f1", f"{target}_recall", f"{target}_precision")
+
+
+def variant_config(data: str, out: str, variant: str, model: str, seed: int, target: str,
+                   top_up_to: str, **overrides) -> RunConfig:
+    """The run of one variant: `oversampled` draws the target class as often as the top-up
+    goal (top_up_to's count, as the StarGAN top-up aims at), with the usual flip + affine
+    jitter."""
     spec = dict(VARIANTS[variant])
-    if spec.get("oversample") == "to_fear":
+    if spec.get("oversample") == "to_top_up":
         counts = load_split(data, "train", synthetic=False)
         n = dict(zip(counts.classes, counts.counts().tolist(), strict=True))
-        spec["oversample"] = {"disgust": n["fear"] / max(n["disgust"], 1)}
+        spec["oversample"] = {target: target_count(n, target, top_up_to) / max(n[target], 1)}
     return RunConfig(data=data, out=out, model=model, seed=seed, **spec, **overrides)
 
 
-def run_record(variant: str, scores: dict) -> dict:
+def run_record(variant: str, scores: dict, target: str) -> dict:
     """The result file of one run: what the report tables need, and the full metrics."""
-    disgust = scores["per_class"]["disgust"]
+    per_class = scores["per_class"][target]
     return {"model": scores["model"], "variant": variant, "seed": scores["seed"],
-            "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
-            "disgust_f1": disgust["f1"], "disgust_recall": disgust["recall"],
-            "disgust_precision": disgust["precision"], "train_rows": scores["train_rows"],
+            "target": target, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+            **{f"{target}_{k}": per_class[k] for k in ("f1", "recall", "precision")},
+            "train_rows": scores["train_rows"],
             "synthetic_rows": scores["synthetic_rows"], "generators": scores["generators"],
             "train_counts": scores["train_counts"],
             "train_seconds": scores["train_seconds"], "best_epoch": scores["best_epoch"],
@@ -291,19 +302,20 @@ def spread(values: list[float]) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def summary_table(records: list[dict]) -> str:
+def summary_table(records: list[dict], target: str) -> str:
     """Markdown: mean ± standard deviation over seeds per model and variant."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:
         groups.setdefault((r["model"], r["variant"]), []).append(r)
     order = {v: i for i, v in enumerate(VARIANTS)}
+    keys = result_keys(target)
     lines = ["| model | variant | seeds | train rows (synthetic) | " + " | ".join(
-        k.replace("_", " ") for k in RESULT_KEYS) + " |",
-             "|---|---|---:|---:|" + "---:|" * len(RESULT_KEYS)]
+        k.replace("_", " ") for k in keys) + " |",
+             "|---|---|---:|---:|" + "---:|" * len(keys)]
     for (model, variant), runs in sorted(groups.items(), key=lambda kv: (kv[0][0],
                                                                          order[kv[0][1]])):
         cells = [f"{np.mean(v):.3f} ± {spread(v):.3f}"
-                 for v in ([r[key] for r in runs] for key in RESULT_KEYS)]
+                 for v in ([r[key] for r in runs] for key in keys)]
         lines.append(f"| {model} | {variant} | {len(runs)} | {runs[0]['train_rows']:,} "
                      f"({runs[0]['synthetic_rows']:,}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -329,15 +341,14 @@ def training_rows_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def disgust_f1_png(records: list[dict]) -> bytes:
-    """Disgust F1 per variant: mean with a bar of ± one standard deviation, and every seed."""
-    from fer_data.figures import figure_png, pyplot
-
+def target_f1_png(records: list[dict], target: str) -> bytes:
+    """The target class's F1 per variant: mean with a bar of ± one standard deviation, and
+    every seed."""
     models = sorted({r["model"] for r in records})
     fig, ax = pyplot().subplots(figsize=(7, 3.4), dpi=100)
     for m, model in enumerate(models):
         for i, variant in enumerate(VARIANTS):
-            values = [r["disgust_f1"] for r in records
+            values = [r[f"{target}_f1"] for r in records
                       if r["model"] == model and r["variant"] == variant]
             if not values:
                 continue
@@ -346,16 +357,16 @@ def disgust_f1_png(records: list[dict]) -> bytes:
                         color=f"C{m}", label=model if i == 0 else None)
             ax.plot([x] * len(values), values, ".", color=f"C{m}", alpha=0.4)
     ax.set_xticks(range(len(VARIANTS)), list(VARIANTS), rotation=15)
-    ax.set_ylabel("disgust F1 (real test split)")
+    ax.set_ylabel(f"{target} F1 (real test split)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return figure_png(fig)
 
 
-def run_experiment(data: str | Path, results: Path, runs: Path, model: str = "cnn",
-                   variants: list[str] | None = None, seeds: tuple[int, ...] = (0, 1, 2),
-                   max_runs: int = 0, log: Callable[[str], None] = print,
-                   **overrides) -> list[dict]:
+def run_experiment(data: str | Path, results: Path, runs: Path, target: str, top_up_to: str,
+                   model: str = "cnn", variants: list[str] | None = None,
+                   seeds: tuple[int, ...] = (0, 1, 2), max_runs: int = 0,
+                   log: Callable[[str], None] = print, **overrides) -> list[dict]:
     """Train every variant x seed not yet in `results` (one JSON per run, so an interrupted
     grid continues where it stopped; seed-major, so every variant has a first seed before any
     has a second), then return all records there. `runs` holds the run folders. A synthetic
@@ -373,9 +384,9 @@ def run_experiment(data: str | Path, results: Path, runs: Path, model: str = "cn
                 continue
             log(f"== {path.stem}" + (" (stale: made with another generator)" if stale else ""))
             config = variant_config(str(data), str(runs / path.stem), variant, model, seed,
-                                    **overrides)
+                                    target, top_up_to, **overrides)
             scores = train_classifier(config, log=lambda m: log("  " + m))
-            storage.atomic_write_bytes(path, json.dumps(run_record(variant, scores),
+            storage.atomic_write_bytes(path, json.dumps(run_record(variant, scores, target),
                                                         indent=2).encode())
             done += 1
     return [json.loads(p.read_text()) for p in sorted(results.glob("*_seed*.json"))]

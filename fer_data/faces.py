@@ -14,22 +14,10 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from fer_data import schema, storage
+from fer_data import schema
 from fer_data.dedup import crop_keys, source_keys
 from fer_data.images import decode_png, encode_png
 from fer_data.phash import to_gray
-
-# Datasets that are photographs or video frames get a detector (fallback chain, in order); the
-# others are already 48x48 face crops and pass through (py-feat users learned that gating
-# FER2013 on a detector throws away good faces).
-DEFAULT_POLICY: dict[str, list[str]] = {
-    "fer2013": ["none"],
-    "face_expression": ["none"],
-    "ckplus": ["mtcnn", "haar"],
-    "kdef": ["mtcnn", "haar"],
-    "jaffe": ["mtcnn", "haar"],
-    "ravdess": ["mtcnn", "haar"],
-}
 
 
 @dataclass
@@ -371,20 +359,3 @@ def _face_row(record: dict, crop: Crop, flag: bool | None, keys: dict,
         **{name: int(v) if isinstance(v, np.integer) else v for name, v in keys.items()},
     )
     return row
-
-
-def load_face_crops(layout: storage.StorageLayout,
-                    columns: list[str] | None = None) -> tuple[pa.Table, list[str]]:
-    """Every face_crops partition that exists, concatenated; and the datasets found."""
-    from fer_data.readers import DATASETS  # here: the video reader imports this module
-
-    tables, found = [], []
-    for dataset in DATASETS:
-        path = layout.table("face_crops", dataset)
-        if path.exists():
-            tables.append(storage.read_table(path, columns=columns))
-            found.append(dataset)
-    if not tables:
-        raise FileNotFoundError(f"no face_crops tables under {layout.storage_dir}: materialize "
-                                "raw_images and face_crops first")
-    return pa.concat_tables(tables), found

@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from fer_data import schema
-from fer_data.readers import READERS, SOURCES, Reader, ReadOptions, Record
+from fer_data.datasets import entry
+from fer_data.readers import Reader, ReadOptions, Record
 from fer_data.readers.base import is_ignored, relpath, walk_files
 
 # Reject reasons that mean a broken input (as opposed to one skipped by design, such as a CK+
@@ -49,12 +50,12 @@ class IngestResult:
 
 
 def expected_layouts(dataset: str) -> str:
-    return " or ".join(reader.layout for reader in READERS[dataset])
+    return " or ".join(reader.layout for reader in entry(dataset).readers)
 
 
 def missing_note(dataset: str, folder: Path) -> str:
     return (f"No data in {folder}. Expected layout: {expected_layouts(dataset)}. "
-            f"Source: {SOURCES[dataset]}")
+            f"Source: {entry(dataset).source}")
 
 
 def describe_folder(folder: Path, limit: int = 8) -> str:
@@ -67,7 +68,7 @@ def describe_folder(folder: Path, limit: int = 8) -> str:
 
 
 def choose_reader(dataset: str, folder: Path) -> Reader:
-    for reader in READERS[dataset]:
+    for reader in entry(dataset).readers:
         if reader.detect(folder):
             return reader
     raise LayoutError(

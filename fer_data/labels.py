@@ -115,3 +115,15 @@ def map_label(label: str | None, class_set: str, calm: str = "neutral") -> str |
     if label is None or label not in class_names(class_set):
         return None
     return label
+
+
+def target_count(counts: dict[str, int], target: str, wanted: str) -> int:
+    """How many target-class faces training should end with: another class's count (the
+    source project used fear's), "max" (the largest class), or a number."""
+    if wanted == "max":
+        return max(counts.values())
+    if wanted.isdigit():
+        return int(wanted)
+    if wanted not in counts:
+        raise ValueError(f"target {wanted!r}: not a class in {sorted(counts)}, 'max' or a number")
+    return counts[wanted]

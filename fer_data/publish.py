@@ -19,12 +19,12 @@ from PIL import Image, ImageDraw
 from upath import UPath
 
 from fer_data import storage
+from fer_data.datasets import REGISTRY
 from fer_data.dedup import drops_by_source
 from fer_data.figures import figure_png, pyplot
 from fer_data.images import decode_png
 from fer_data.labels import class_names, map_label
 from fer_data.previews import contact_sheet
-from fer_data.readers import SOURCES
 from fer_data.schema import CURATED, SPLITS, hf_features
 
 ROW_GROUP = 1024  # rows per Parquet row group: the unit CuratedFaces reads lazily
@@ -245,9 +245,10 @@ def dataset_card(options: PublishOptions, counts: dict[str, dict[str, int]],
         lines += ["", "### Where each source's rows went", ""]
         lines += source_lines(by_source, card.get("duplicates_by_source", {}))
     lines += ["", "## Sources and licences", ""]
-    for source in sorted(by_source) or sorted(SOURCES):
-        if source in SOURCES:
-            lines.append(f"- **{source}**: {SOURCES[source]}")
+    sources = {d.name: d.source for d in REGISTRY}
+    for source in sorted(by_source) or sorted(sources):
+        if source in sources:
+            lines.append(f"- **{source}**: {sources[source]}")
     lines += ["", "The most restrictive licence among the sources applies to this dataset.",
               "", "## Cleaning", ""]
     for key, value in card.get("cleaning", {}).items():

@@ -21,6 +21,7 @@ from scipy import linalg
 
 from fer_data.classifier import FaceTensors, predict_proba, to_float
 from fer_data.faces import eyes_found
+from fer_data.figures import figure_png, pyplot
 from stargan.generate import translate
 
 
@@ -269,8 +270,6 @@ def quality_report(G, image_size: int, judge: Judge, target: str, sources: FaceT
 
 def hit_rate_plot_png(history: list[dict], target: str) -> bytes:
     """The judge's hit rate and SSIM at each checkpoint against training minutes."""
-    from fer_data.figures import figure_png, pyplot
-
     points = [h for h in history if "judge_hit_rate" in h]
     fig, ax = pyplot().subplots(figsize=(6, 3.2), dpi=100)
     minutes = [h["seconds"] / 60 for h in points]

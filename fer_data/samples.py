@@ -9,8 +9,8 @@ import argparse
 from pathlib import Path
 
 from fer_data import storage
+from fer_data.artefacts import load_face_crops
 from fer_data.augment import sample_pairs_png
-from fer_data.faces import load_face_crops
 from fer_data.images import decode_png
 from fer_data.storage import StorageLayout
 

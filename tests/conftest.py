@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_data.datasets import DATASETS, write_demo
 from fer_data.defs.resources import StorageResource
-from fer_data.demo import DemoSpec, write_demo
-from fer_data.readers import DATASETS
+from fer_data.demo import DemoSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FER_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
+from fer_data.datasets import DATASETS
 from fer_data.definitions import defs as load_defs
 from fer_data.defs.ingest import raw_images
 from fer_data.defs.resources import StorageResource
-from fer_data.readers import DATASETS
 from fer_data.storage import StorageLayout, read_table, write_table
 
 

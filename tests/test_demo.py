@@ -11,12 +11,12 @@ import torch
 from facenet_pytorch import MTCNN
 from PIL import Image
 
-from fer_data.demo import DemoSpec, write_demo
+from fer_data.datasets import DATASETS, write_demo
+from fer_data.demo import DemoSpec
 from fer_data.frames import FrameOptions, decode_frames
 from fer_data.images import decode_png
 from fer_data.ingest import ingest_dataset
 from fer_data.labels import FER7
-from fer_data.readers import DATASETS
 
 DETECTOR_DATASETS = ("ckplus", "kdef", "jaffe", "ravdess")
 

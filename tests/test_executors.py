@@ -28,8 +28,9 @@ from dagster import (
     reconstructable,
 )
 
+from fer_data.datasets import write_demo
 from fer_data.defs.executor import default_max_concurrent, executor_from_env
-from fer_data.demo import DemoSpec, write_demo
+from fer_data.demo import DemoSpec
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

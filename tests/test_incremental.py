@@ -8,9 +8,10 @@ from collections import Counter
 
 from dagster import DagsterEventType, DagsterInstance, build_sensor_context
 
+from fer_data.datasets import write_demo
 from fer_data.defs.resources import StorageResource
 from fer_data.defs.sensors import raw_folder_sensor
-from fer_data.demo import DemoSpec, write_demo
+from fer_data.demo import DemoSpec
 from fer_data.run import run
 
 CHEAP = {"stargan_model": {"config": {"num_iters": 20}},

@@ -13,7 +13,8 @@ import urllib.request
 import pyarrow.parquet as pq
 import pytest
 
-from fer_data.demo import DemoSpec, write_demo
+from fer_data.datasets import write_demo
+from fer_data.demo import DemoSpec
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")

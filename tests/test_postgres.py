@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from fer_data.demo import DemoSpec, write_demo
+from fer_data.datasets import write_demo
+from fer_data.demo import DemoSpec
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from fer_data.demo import DemoSpec, write_demo
+from fer_data.datasets import write_demo
+from fer_data.demo import DemoSpec
 
 from conftest import free_port
 

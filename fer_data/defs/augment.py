@@ -54,8 +54,6 @@ class StarGanConfig(Config):
     checkpoint_every: int = Field(0, description="Save (and rate) a checkpoint every this many "
                                   "iterations (0 = the profile's); a stopped run resumes from "
                                   "the last one.")
-    target_class: str = Field("disgust", description="The class whose judge hit rate picks "
-                              "the checkpoint and heads the quality report.")
     seed: int = Field(0, description="Seeds weights, batches, targets and the penalty mix.")
 
 
@@ -80,7 +78,7 @@ def stargan_model(context: AssetExecutionContext, config: StarGanConfig,
     real = split_faces(layout, settings.class_set)
     profile = resolve_profile(config.profile, len(real["train"]), torch.cuda.is_available())
     run = train_generator(layout, profile, settings.class_set, judge, judge_metrics, real,
-                          config.target_class, config.seed, config.num_iters, config.device,
+                          settings.target_class, config.seed, config.num_iters, config.device,
                           config.max_minutes, log=context.log.info,
                           checkpoint_every=config.checkpoint_every)
     report = run.report
@@ -110,9 +108,6 @@ def stargan_model(context: AssetExecutionContext, config: StarGanConfig,
 
 
 class SynthesisConfig(Config):
-    target_class: str = Field("disgust", description="The class to top up.")
-    target_count: str = Field("fear", description="Bring the target class up to this class's "
-                              "training count, 'max' (the largest class) or a number.")
     min_target_prob: float = Field(0.0, description="Gate: the judge must rank the target "
                                    "class first and give it at least this probability.")
     min_source_distance: int = Field(6, description="Gate: pHash bits from the source face.")
@@ -137,17 +132,21 @@ class SynthesisConfig(Config):
                                 "no synthetic faces are published unless forced")],
 )
 def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
-                    storage_resource: StorageResource,
-                    face_detector: FaceDetector) -> MaterializeResult:
+                    storage_resource: StorageResource, face_detector: FaceDetector,
+                    settings: PipelineSettings) -> MaterializeResult:
     """Synthetic target-class faces for the training split, each traced to its source face and
     generator checkpoint, and only those that pass the quality gate. Uses the generator that
     stargan_model recorded last (its profile and class set)."""
     layout = storage_resource.layout()
     record = read_model_record(layout)
+    target = record.get("target")
+    if target != settings.target_class:
+        raise ValueError(f"the recorded generator was chosen for target {target!r}, the "
+                         f"settings say {settings.target_class!r}: materialize stargan_model")
     trained = load_trained(record["checkpoint"])
     judge, _ = load_judge(layout)
     data = load_training_faces(layout, record["class_set"], trained.config.image_size)
-    have, goal, needed = top_up_plan(data.rows, config.target_class, config.target_count)
+    have, goal, needed = top_up_plan(data.rows, target, settings.top_up_to)
     generator = f"sha256={record['sha256']} step={trained.step} seed={config.seed}"
     gate = GateOptions(config.min_target_prob, config.min_source_distance,
                        config.min_real_distance)
@@ -155,7 +154,7 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
     failures = record.get("floor_failures") or ["no realism figures recorded: materialize "
                                                  "stargan_model again"]
     if eligible or config.use_ineligible_generator:
-        result = synthesize(trained, data, config.target_class, needed, generator, config.seed,
+        result = synthesize(trained, data, target, needed, generator, config.seed,
                             gate, judge, face_detector.get("haar_quality"))
         withheld = []
     else:
@@ -169,7 +168,7 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
     report = write_gate_report(layout, record, result, withheld)
     made = result.rows.num_rows
     if made < needed and not withheld:
-        context.log.warning(f"only {made} of {needed} synthetic {config.target_class} faces "
+        context.log.warning(f"only {made} of {needed} synthetic {target} faces "
                             f"passed the gate in {result.attempts} attempts")
     sheet = sample_pairs_png(result.pairs, 32, config.seed)
     check = AssetCheckResult(
@@ -180,7 +179,7 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
     return MaterializeResult(check_results=[check], metadata={
         "published": "none: " + "; ".join(withheld) if withheld else "yes",
         "dagster/row_count": made,
-        "target": f"{config.target_class}: {have} real -> {have + made} (goal {goal})",
+        "target": f"{target}: {have} real -> {have + made} (goal {goal})",
         "needed": needed,
         "generated": made,
         "attempts": result.attempts,
@@ -193,7 +192,7 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
                                           "reason"),
         "sources_by_class": counts_table(sources_by_class(data, result.rows), "class"),
         "generator": generator,
-        "samples": MetadataValue.md(f"Pairs: source, then its synthetic {config.target_class}."
+        "samples": MetadataValue.md(f"Pairs: source, then its synthetic {target}."
                                     "\n\n" + markdown_image(sheet, "samples")),
         "table": MetadataValue.path(str(out)),
     })

@@ -17,6 +17,8 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
+from fer_data.artefacts import load_face_crops
+from fer_data.datasets import keeper_priority
 from fer_data.dedup import (
     DEDUP_METADATA,
     INDEX_COLUMNS,
@@ -28,27 +30,38 @@ from fer_data.dedup import (
 )
 from fer_data.defs.metadata import counts_table
 from fer_data.defs.resources import StorageResource
-from fer_data.faces import load_face_crops
 from fer_data.storage import ALL
 
 
 class DedupConfig(Config):
-    threshold: int = Field(4, description="pHash Hamming distance (crop, stored source) at or "
-                           "below which two faces are near duplicates (0-15).")
-    eq_threshold: int = Field(2, description="The same for the histogram-equalized source's "
-                              "pHash; further matches need the second tier's check.")
-    include_flips: bool = Field(True, description="Also match horizontally mirrored copies.")
+    """DedupOptions as run config; the defaults are the library's."""
+
+    threshold: int = Field(
+        DedupOptions.threshold, description="pHash Hamming distance (crop, stored source) at "
+        "or below which two faces are near duplicates (0-15).")
+    eq_threshold: int = Field(
+        DedupOptions.eq_threshold, description="The same for the histogram-equalized source's "
+        "pHash; further matches need the second tier's check.")
+    include_flips: bool = Field(DedupOptions.include_flips,
+                                description="Also match horizontally mirrored copies.")
     conflict_policy: Literal["drop_all", "keep_majority"] = Field(
-        "keep_majority", description="A cluster whose members disagree on the label: keep the "
-        "majority label's representative (ties drop all), or drop all.")
-    verify_radius: int = Field(10, description="Second tier: faces whose equalized-source "
-                               "pHashes are within this many bits are duplicates when their "
-                               "thumbnails also correlate at min_correlation (0 turns it off).")
-    min_correlation: float = Field(0.95, description="Second tier: thumbnail correlation (of "
-                                   "the equalized 32x32 sources, mirrors too) that confirms a "
-                                   "candidate.")
-    min_std: float = Field(4.0, description="Faces with a pixel standard deviation below this "
-                           "are near-uniform: rejected as low_information.")
+        DedupOptions.conflict_policy, description="A cluster whose members disagree on the "
+        "label: keep the majority label's representative (ties drop all), or drop all.")
+    verify_radius: int = Field(
+        DedupOptions.verify_radius, description="Second tier: faces whose equalized-source "
+        "pHashes are within this many bits are duplicates when their thumbnails also "
+        "correlate at min_correlation (0 turns it off).")
+    min_correlation: float = Field(
+        DedupOptions.min_correlation, description="Second tier: thumbnail correlation (of the "
+        "equalized 32x32 sources, mirrors too) that confirms a candidate.")
+    min_std: float = Field(
+        DedupOptions.min_std, description="Faces with a pixel standard deviation below this "
+        "are near-uniform: rejected as low_information.")
+
+
+def dedup_settings(config: DedupConfig) -> DedupOptions:
+    """The run's options: its config, and which dataset's copy a cluster keeps (the registry)."""
+    return DedupOptions(**config.model_dump(), dataset_priority=keeper_priority())
 
 
 @asset(
@@ -66,7 +79,7 @@ def face_index(context: AssetExecutionContext, config: DedupConfig,
     the table's metadata, where `splits` reads them for its leak check."""
     layout = storage_resource.layout()
     faces, found = load_face_crops(layout, INDEX_COLUMNS)
-    options = DedupOptions(**config.model_dump())
+    options = dedup_settings(config)
     result = build_index(faces, options)
     index = result.index
     path = storage.write_table(index, layout.table("face_index", ALL),

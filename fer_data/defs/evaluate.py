@@ -19,11 +19,11 @@ from fer_data.defs.executor import GPU_STEP_TAGS
 from fer_data.defs.resources import PipelineSettings, StorageResource
 from fer_data.evaluate import (
     VARIANTS,
-    disgust_f1_png,
     judge_dir,
     run_experiment,
     split_faces,
     summary_table,
+    target_f1_png,
     train_judge,
     training_rows_table,
 )
@@ -104,21 +104,24 @@ class ExperimentConfig(Config):
 def augmentation_experiment(context: AssetExecutionContext, config: ExperimentConfig,
                             storage_resource: StorageResource,
                             settings: PipelineSettings) -> MaterializeResult:
-    """Does synthetic disgust help? Classifiers trained with and without the StarGAN top-up and
-    with the cheap alternatives (class weights, oversampling), several seeds each, scored on
-    the real test split. Resumes: runs already in storage are not repeated."""
+    """Does the synthetic target class (disgust) help? Classifiers trained with and without
+    the StarGAN top-up and with the cheap alternatives (class weights, oversampling), several
+    seeds each, scored on the real test split. Resumes: runs already in storage are not
+    repeated."""
     layout = storage_resource.layout()
     folder = Path(str(layout.storage_dir)) / "augmentation_experiment"
     records = run_experiment(
         Path(str(layout.curated_dir)) / settings.class_set, folder / "results", folder / "runs",
-        config.model, config.variants, tuple(config.seeds), log=context.log.info,
+        settings.target_class, settings.top_up_to, config.model, config.variants,
+        tuple(config.seeds), log=context.log.info,
         epochs=config.epochs, max_minutes=config.max_minutes, device=config.device,
         patch_size=settings.vit_patch_size)
     records = [r for r in records if r["model"] == config.model]
     return MaterializeResult(metadata={
-        "comparison": MetadataValue.md(summary_table(records)),
+        "comparison": MetadataValue.md(summary_table(records, settings.target_class)),
         "training_rows": MetadataValue.md(training_rows_table(records)),
-        "disgust_f1": MetadataValue.md(markdown_image(disgust_f1_png(records), "disgust F1")),
+        "target_f1": MetadataValue.md(markdown_image(
+            target_f1_png(records, settings.target_class), f"{settings.target_class} F1")),
         "runs": len(records),
         "results": MetadataValue.path(str(folder / "results")),
     })

@@ -18,10 +18,11 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
+from fer_data.datasets import face_policies
 from fer_data.defs.metadata import counts_table, speed, stopwatch
 from fer_data.defs.partitions import dataset_partitions
 from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
-from fer_data.faces import DEFAULT_POLICY, CropOptions, build_face_table
+from fer_data.faces import CropOptions, build_face_table
 from fer_data.images import decode_png
 from fer_data.previews import sheet_markdown
 
@@ -30,7 +31,7 @@ class FaceConfig(Config):
     margin: float = Field(0.15, description="Extra context around the face box, per side, as "
                           "a fraction of the box.")
     policy: dict[str, list[str]] = Field(
-        default_factory=lambda: dict(DEFAULT_POLICY),
+        default_factory=face_policies,
         description="Per dataset, detectors to try in order (fallback chain), or ['none'] for "
         "datasets that are already face crops.")
     quality_detector: Literal["haar", "off"] = Field(

@@ -14,9 +14,9 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
+from fer_data.artefacts import load_face_crops
 from fer_data.augment import synthetic_report_path
 from fer_data.defs.resources import PipelineSettings, StorageResource
-from fer_data.faces import load_face_crops
 from fer_data.labels import CLASS_SETS, class_names
 from fer_data.previews import markdown_image
 from fer_data.publish import PUBLISH_COLUMNS, PublishOptions, card_facts, publish, publish_rows

@@ -6,9 +6,9 @@ from typing import Literal
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr, model_validator
 
-from fer_data.classifier import check_patch_size
+from fer_data.classifier import VIT_PATCH_SIZE, check_patch_size
 from fer_data.faces import Detector, HaarDetector, MtcnnDetector
-from fer_data.labels import CLASS_SETS
+from fer_data.labels import CLASS_SETS, class_names
 from fer_data.storage import StorageLayout
 
 
@@ -37,7 +37,15 @@ class PipelineSettings(ConfigurableResource):
     class_set: str = Field("fer7", description=f"The class set StarGAN learns (its domains), "
                            f"the judge and the downstream classifiers predict, always published; "
                            f"one of {sorted(CLASS_SETS)}.")
-    vit_patch_size: int = Field(6, description="ViT-Tiny patch side: must divide face_size.")
+    target_class: str = Field("disgust", description="The class StarGAN's synthetic faces top "
+                              "up: its judge hit rate picks the checkpoint, the experiment "
+                              "reports its F1. Must be in the class set.")
+    top_up_to: str = Field("fear", description="The target class is topped up to this class's "
+                           "training count (the source project used fear's), 'max' (the "
+                           "largest class) or a number; the experiment's oversampled variant "
+                           "aims at the same count.")
+    vit_patch_size: int = Field(VIT_PATCH_SIZE, description="ViT-Tiny patch side: must divide "
+                                "face_size; saved with each trained ViT.")
 
     @model_validator(mode="after")
     def _agree(self) -> "PipelineSettings":
@@ -47,6 +55,15 @@ class PipelineSettings(ConfigurableResource):
         if self.class_set not in CLASS_SETS:
             raise ValueError(f"class_set {self.class_set!r} is not one of {sorted(CLASS_SETS)}")
         check_patch_size(self.face_size, self.vit_patch_size)
+        classes = class_names(self.class_set)
+        if self.target_class not in classes:
+            raise ValueError(f"target_class {self.target_class!r} is not in class set "
+                             f"{self.class_set} ({', '.join(classes)}): set settings."
+                             f"target_class to one of them")
+        if not (self.top_up_to in ("max", *classes) or self.top_up_to.isdigit()) or \
+                self.top_up_to == self.target_class:
+            raise ValueError(f"top_up_to {self.top_up_to!r}: set it to another class of "
+                             f"{self.class_set} ({', '.join(classes)}), 'max' or a number")
         return self
 
 

@@ -13,9 +13,9 @@ from dagster import (
     sensor,
 )
 
+from fer_data.datasets import DATASETS
 from fer_data.defs.resources import StorageResource
 from fer_data.ingest import folder_fingerprint
-from fer_data.readers import DATASETS
 
 
 def changed_datasets(storage_resource: StorageResource, cursor: str | None

@@ -15,10 +15,10 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
+from fer_data.artefacts import load_face_crops
 from fer_data.dedup import KEY_COLUMNS, dedup_options
 from fer_data.defs.metadata import counts_table
 from fer_data.defs.resources import StorageResource
-from fer_data.faces import load_face_crops
 from fer_data.splits import SplitOptions, assign_splits, check_leaks
 from fer_data.storage import ALL
 

@@ -2,15 +2,15 @@
 drawn procedurally (synthetic cartoon faces, NOT real people) so the pipeline runs end to end
 with no download. Deterministic from a seed.
 
-    python -m fer_data.demo raw/
+    python -m fer_data.datasets demo raw/
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,9 +35,6 @@ FER_COUNTS = {"angry": 36, "disgust": 5, "fear": 36, "happy": 54, "sad": 42, "su
 FACE_EXPRESSION_NEW = {"angry": 14, "disgust": 3, "fear": 14, "happy": 20, "sad": 16,
                        "surprise": 12, "neutral": 18}
 TIGHT_CROP = 1.55  # FER2013 crops are tight around the face
-ALL = ("fer2013", "face_expression", "ckplus", "kdef", "jaffe", "ravdess")
-
-
 @dataclass(frozen=True)
 class DemoSpec:
     seed: int = 0
@@ -48,36 +45,75 @@ class DemoSpec:
     video_size: tuple[int, int] = (424, 240)
     video_fps: int = 15
     video_seconds: float = 2.4
-    datasets: tuple[str, ...] = ALL
+    datasets: tuple[str, ...] = ()  # () = every dataset with a writer
 
 
-def write_demo(raw_dir: str | Path, spec: DemoSpec = DemoSpec()) -> dict[str, int]:
-    """Write every demo dataset under raw_dir/<dataset>/; returns files written per dataset."""
+@dataclass(frozen=True)
+class Cast:
+    """Who poses for the demo datasets: people 0-15 for the lab datasets, the others (the
+    crowd) for the in-the-wild sets, as no real person is in both FER2013 and, say, JAFFE;
+    and each dataset's own random stream, so writing a subset gives the same files."""
+
+    spec: DemoSpec
+    people: list[Identity]
+    streams: dict[str, np.random.Generator]
+
+    @property
+    def crowd(self) -> list[Identity]:
+        return self.people[16:]
+
+
+# writes one dataset's demo copy into its folder; returns the files written
+DemoWriter = Callable[[Path, Cast, np.random.Generator], int]
+
+
+def write_demo(raw_dir: str | Path, writers: Mapping[str, DemoWriter],
+               spec: DemoSpec) -> dict[str, int]:
+    """Write the demo datasets (spec.datasets, default all of `writers`, the registry's:
+    fer_data.datasets.write_demo) under raw_dir/<dataset>/; files written per dataset."""
     raw_dir = Path(raw_dir)
     rng = np.random.default_rng(spec.seed)
     people = [random_identity(rng) for _ in range(48)]
-    # people 0-15 pose for the lab datasets; the in-the-wild sets draw from the others, as
-    # no real person is in both FER2013 and, say, JAFFE
-    crowd = people[16:]
-    # each dataset draws from its own stream, so writing a subset gives the same files
-    streams = dict(zip(ALL, rng.spawn(len(ALL)), strict=True))
-    writers = {
-        "fer2013": lambda r: _write_fer2013(raw_dir / "fer2013", crowd, r),
-        "face_expression": lambda r: _write_face_expression(
-            raw_dir / "face_expression", _fer_rows(crowd, copy.deepcopy(streams["fer2013"])),
-            crowd, r),
-        "ckplus": lambda r: _write_ckplus(raw_dir / "ckplus", people[:spec.ckplus_subjects], r),
-        "kdef": lambda r: _write_kdef(raw_dir / "kdef", people[6:6 + spec.kdef_subjects], r),
-        "jaffe": lambda r: _write_jaffe(raw_dir / "jaffe", people[10:10 + spec.jaffe_posers], r),
-        "ravdess": lambda r: _write_ravdess(
-            raw_dir / "ravdess", people[14:14 + spec.ravdess_actors], spec, r),
-    }
-    counts = {name: writers[name](copy.deepcopy(streams[name])) for name in spec.datasets}
+    streams = dict(zip(writers, rng.spawn(len(writers)), strict=True))
+    cast = Cast(spec, people, streams)
+    unknown = set(spec.datasets) - set(writers)
+    if unknown:
+        raise KeyError(f"no demo writer for {sorted(unknown)}")
+    counts = {name: writers[name](raw_dir / name, cast, copy.deepcopy(streams[name]))
+              for name in spec.datasets or tuple(writers)}
     (raw_dir / "DEMO_DATA.txt").write_text(
-        "These folders were written by `python -m fer_data.demo`: procedurally drawn, synthetic "
-        "faces in the original layout of each dataset. They are not real datasets.\n"
-        "Delete them and put your downloads here to process real data.\n")
+        "These folders were written by `python -m fer_data.datasets demo`: procedurally "
+        "drawn, synthetic faces in the original layout of each dataset. They are not real "
+        "datasets.\nDelete them and put your downloads here to process real data.\n")
     return counts
+
+
+# the registry's demo writers (fer_data/datasets.py), one per dataset
+
+def fer2013(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
+    return _write_fer2013(folder, cast.crowd, rng)
+
+
+def face_expression(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
+    # a repackage: FER2013's very faces (its stream replayed) plus some of its own
+    fer_faces = _fer_rows(cast.crowd, copy.deepcopy(cast.streams["fer2013"]))
+    return _write_face_expression(folder, fer_faces, cast.crowd, rng)
+
+
+def ckplus(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
+    return _write_ckplus(folder, cast.people[:cast.spec.ckplus_subjects], rng)
+
+
+def kdef(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
+    return _write_kdef(folder, cast.people[6:6 + cast.spec.kdef_subjects], rng)
+
+
+def jaffe(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
+    return _write_jaffe(folder, cast.people[10:10 + cast.spec.jaffe_posers], rng)
+
+
+def ravdess(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
+    return _write_ravdess(folder, cast.people[14:14 + cast.spec.ravdess_actors], cast.spec, rng)
 
 
 def tight_face(ident: Identity, expression: str, rng: np.random.Generator) -> np.ndarray:
@@ -257,27 +293,3 @@ def encode_h264(frames: list[np.ndarray], path: Path, fps: int) -> None:
     proc = subprocess.run(cmd, input=data, capture_output=True)
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed writing {path}: {proc.stderr.decode(errors='replace')}")
-
-
-def raw_has_data(raw_dir: Path) -> bool:
-    """True when any dataset folder under raw_dir holds a file (README files do not count)."""
-    from fer_data.readers import DATASETS
-
-    return any(any(p.is_file() for p in (raw_dir / d).rglob("*")) for d in DATASETS
-               if (raw_dir / d).is_dir())
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("raw_dir", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--if-empty", action="store_true",
-                        help="only write when raw_dir holds no dataset yet")
-    args = parser.parse_args(argv)
-    if args.if_empty and raw_has_data(args.raw_dir):
-        print(f"{args.raw_dir} already holds data: using it (no demo data written)")
-        return
-    counts = write_demo(args.raw_dir, DemoSpec(seed=args.seed))
-    print(f"raw/ held no dataset: wrote built-in DEMO data (synthetic drawn faces) to "
-          f"{args.raw_dir}: " + ", ".join(f"{k} {v} files" for k, v in counts.items()))
-
