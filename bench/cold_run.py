@@ -35,9 +35,9 @@ from pathlib import Path
 from common import SHARED
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
+from fer_data.datasets import keeper_priority
 from fer_data.dedup import DedupOptions, build_index
-from fer_data.defs.dedup import face_index
-from fer_data.defs.splits import splits
+from fer_data.run import materialize_assets
 from fer_data.storage import StorageLayout, read_table
 
 # measured before (issue 15): 2 cores, FER2013 + a 40k repackage + CK+48 (77,274 faces)
@@ -102,16 +102,11 @@ def main() -> None:
         os.environ.update(env)
         instance = DagsterInstance.get()
         layout = StorageLayout.from_env()
-        from dagster import materialize
-
-        from fer_data.definitions import defs
-
-        resources = dict(defs().resources or {})
         collection = {}
-        for asset in (face_index, splits):
+        for asset in ("face_index", "splits"):
             start = time.perf_counter()
-            assert materialize([asset], resources=resources, instance=instance).success
-            collection[asset.key.to_user_string()] = time.perf_counter() - start
+            assert materialize_assets([asset], instance=instance).success
+            collection[asset] = time.perf_counter() - start
 
         print(f"\nCold partition phase (`python -m fer_data.run --datasets-only --jobs "
               f"{args.jobs}`, fresh process and instance): {phase:.0f} s "
@@ -133,7 +128,7 @@ def main() -> None:
 
         fer = read_table(layout.table("face_crops", "fer2013"))
         start = time.perf_counter()
-        result = build_index(fer, DedupOptions())
+        result = build_index(fer, DedupOptions(dataset_priority=keeper_priority()))
         ours = time.perf_counter() - start
         peer = subprocess.run(
             [sys.executable, "-c", IMAGEDEDUP, str(raw / "fer2013")], capture_output=True,

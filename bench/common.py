@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import DagsterInstance
 
-from fer_data.definitions import defs
-from fer_data.defs.resources import RESOURCES, StorageResource
+from fer_data.defs.resources import StorageResource
+from fer_data.run import materialize_assets
 from fer_data.storage import StorageLayout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,25 +38,20 @@ def real_pipeline(work: Path, assets: list[str], config: dict | None = None,
                   force: bool = False) -> tuple[StorageLayout, dict[str, float]]:
     """Materialize raw_images + face_crops for the real datasets, then `assets`, into work/
     (skipping what a previous run left there unless `force`); seconds per step."""
-    raw = real_raw(work)
-    resources = {**RESOURCES, "storage_resource": StorageResource(
-        raw_dir=str(raw), storage_dir=str(work / "storage"), curated_dir=str(work / "curated"))}
-    layout = resources["storage_resource"].layout()
-    everything = list(defs().assets)
+    storage = StorageResource(raw_dir=str(real_raw(work)), storage_dir=str(work / "storage"),
+                              curated_dir=str(work / "curated"))
+    layout = storage.layout()
     instance = DagsterInstance.ephemeral()
     seconds = {}
     for dataset in DATASETS:
         if force or not layout.table("face_crops", dataset).exists():
             start = time.perf_counter()
-            assert materialize(everything, selection=AssetSelection.assets(
-                "raw_images", "face_crops"), partition_key=dataset, resources=resources,
-                instance=instance).success
+            assert materialize_assets(["raw_images", "face_crops"], dataset, storage=storage,
+                                      instance=instance).success
             seconds[f"raw_images + face_crops [{dataset}]"] = time.perf_counter() - start
     for name in assets:
         start = time.perf_counter()
-        ops = {name: config[name]} if config and name in config else {}
-        assert materialize(everything, selection=AssetSelection.assets(name),
-                           resources=resources, instance=instance,
-                           run_config={"ops": ops}).success
+        assert materialize_assets([name], storage=storage, instance=instance,
+                                  ops_config=config).success
         seconds[name] = time.perf_counter() - start
     return layout, seconds

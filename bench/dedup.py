@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from fer_data.datasets import keeper_priority
 from fer_data.dedup import DedupOptions, build_index, crop_keys, source_keys
 from fer_data.hash_search import clusters, near_pairs, popcount64
 
@@ -56,7 +57,8 @@ def main() -> None:
         **{k: pa.array(v, pa.binary() if k == "source_thumb" else None) for k, v in keys.items()},
     })
     start = time.perf_counter()
-    result = build_index(faces, DedupOptions(threshold=args.threshold))
+    result = build_index(faces, DedupOptions(threshold=args.threshold,
+                                              dataset_priority=keeper_priority()))
     t_real = time.perf_counter() - start
     hashes = np.asarray(faces.column("phash").to_numpy(), dtype=np.int64)
     start = time.perf_counter()

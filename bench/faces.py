@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fer_data.faces import Face, HaarDetector, MtcnnDetector, _pad, choose_face
+from fer_data.detectors import Face, HaarDetector, MtcnnDetector, _pad
+from fer_data.faces import choose_face
 from fer_data.frames import FrameOptions, decode_frames
 
 REPO = Path(__file__).resolve().parents[1]

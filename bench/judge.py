@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 from common import REPO, real_pipeline
 
+from fer_data.artefacts import judge_dir, split_faces
 from fer_data.classifier import FitOptions, build_model, train_step
 from fer_data.defs.evaluate import JudgeConfig
-from fer_data.evaluate import judge_dir, split_faces, train_judge
+from fer_data.judge import train_judge
 
 
 def steps_per_second(data, threads: int, channels_last: bool, compile_model: bool) -> float:

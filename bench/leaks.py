@@ -27,19 +27,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
 from fer_data.audit import cross_split_twins, published_rows
+from fer_data.datasets import keeper_priority
 from fer_data.dedup import HASH_KINDS, DedupOptions, build_index, duplicate_pairs
-from fer_data.defs.dedup import face_index
-from fer_data.defs.faces import face_crops
-from fer_data.defs.ingest import raw_images
-from fer_data.defs.publish import curated_dataset
-from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
-from fer_data.defs.splits import splits
+from fer_data.defs.resources import StorageResource
 from fer_data.demo.repackage import RepackageSpec, repackage
 from fer_data.images import decode_png, encode_png
 from fer_data.previews import contact_sheet
+from fer_data.run import materialize_assets
 from fer_data.splits import SplitOptions, assign_splits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,21 +57,19 @@ def build_raw(shared: Path, work: Path, spec: RepackageSpec) -> tuple[Path, pd.D
 
 
 def run(raw: Path, work: Path) -> dict[str, float]:
-    resources = {"storage_resource": StorageResource(raw_dir=str(raw),
-                                                     storage_dir=str(work / "storage"),
-                                                     curated_dir=str(work / "curated")),
-                 "face_detector": FaceDetector(), "settings": PipelineSettings()}
+    storage = StorageResource(raw_dir=str(raw), storage_dir=str(work / "storage"),
+                              curated_dir=str(work / "curated"))
     instance = DagsterInstance.ephemeral()
     seconds = {}
     for dataset in ("fer2013", "ckplus", "face_expression"):
         start = time.perf_counter()
-        assert materialize([raw_images, face_crops], partition_key=dataset,
-                           resources=resources, instance=instance).success
+        assert materialize_assets(["raw_images", "face_crops"], dataset, storage=storage,
+                                  instance=instance).success
         seconds[f"ingest + faces [{dataset}]"] = time.perf_counter() - start
-    for asset in (face_index, splits, curated_dataset):
+    for asset in ("face_index", "splits", "curated_dataset"):
         start = time.perf_counter()
-        assert materialize([asset], resources=resources, instance=instance).success
-        seconds[asset.key.to_user_string()] = time.perf_counter() - start
+        assert materialize_assets([asset], storage=storage, instance=instance).success
+        seconds[asset] = time.perf_counter() - start
     return seconds
 
 
@@ -104,7 +99,8 @@ def baseline_twins(faces: pa.Table, raw: Path) -> tuple[int, int, int]:
     for suffix in ("", "_mirror"):
         only = only.set_column(only.schema.get_field_index(f"source_phash_eq{suffix}"),
                                f"source_phash_eq{suffix}", faces.column(f"source_phash{suffix}"))
-    index = build_index(only, DedupOptions(verify_radius=0)).index
+    index = build_index(only, DedupOptions(verify_radius=0,
+                                           dataset_priority=keeper_priority())).index
     table = assign_splits(index, SplitOptions())
     rows = table.join(index.select(["image_id", "source_path"]), "image_id").to_pandas()
     rows = rows[rows["label"] != "contempt"]

@@ -21,14 +21,15 @@ from pathlib import Path
 import torch
 from common import REPO
 
+from fer_data.artefacts import judge_dir, split_faces
 from fer_data.augment import (
     SCORE_SOURCES,
     load_training_faces,
     stargan_config,
     translation_grid,
 )
-from fer_data.evaluate import load_judge, split_faces
 from fer_data.images import encode_png
+from fer_data.judge import load_judge
 from fer_data.quality import RealismMeter, checkpoint_scorer, fixed_sources
 from fer_data.storage import StorageLayout, atomic_write_bytes
 from stargan.generate import load_trained
@@ -67,7 +68,7 @@ def main() -> None:
     config = replace(stargan_config(args.profile, ("angry", "disgust", "fear", "happy", "sad",
                                                    "surprise", "neutral"), args.seed,
                                     args.iters), **dict(args.set))
-    judge, _ = load_judge(layout)
+    judge, _ = load_judge(judge_dir(layout))
     real = split_faces(layout, "fer7")
     data = load_training_faces(layout, "fer7", config.image_size)
     meter = RealismMeter(fixed_sources(real["val"], SCORE_SOURCES, args.seed), real["val"],

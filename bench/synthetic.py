@@ -22,8 +22,8 @@ from pathlib import Path
 
 from common import REPO, real_pipeline
 
+from fer_data.artefacts import judge_dir
 from fer_data.augment import read_model_record
-from fer_data.evaluate import judge_dir
 
 
 def main() -> None:

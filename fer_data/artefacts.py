@@ -2,10 +2,55 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fer_data import storage
+from fer_data.classifier import FaceTensors, from_pngs
 from fer_data.datasets import DATASETS
+from fer_data.labels import class_names, map_label
+from fer_data.schema import SPLITS
+from fer_data.storage import StorageLayout
+
+
+def local_dir(root, what: str) -> Path:
+    """A storage root as a local folder, for artefacts written with torch.save; an fsspec root
+    (s3://...) gets a clear error instead of a local folder named "s3:"."""
+    if not storage.is_local(root):
+        raise ValueError(f"{what} needs a local storage root (torch.save), not {root}: set "
+                         "FER_STORAGE_DIR to a local folder or a shared volume")
+    return Path(str(root))
+
+
+def judge_dir(layout: StorageLayout) -> Path:
+    """expression_judge: judge.pt, metrics.json, confusion_matrix.png."""
+    return local_dir(layout.storage_dir, "the expression judge") / "expression_judge"
+
+
+def stargan_dir(layout: StorageLayout) -> Path:
+    """stargan_model: model.json (the current generator) and a folder per profile with its
+    checkpoints, report and figures."""
+    return local_dir(layout.storage_dir, "StarGAN") / "stargan_model"
+
+
+def synthetic_report_path(layout: StorageLayout):
+    """synthetic_faces' copy of the generator's report, with what the gate published."""
+    return layout.storage_dir / "synthetic_faces" / "synthetic_report.json"
+
+
+def experiment_dir(layout: StorageLayout) -> Path:
+    """augmentation_experiment: results/ (one JSON per run) and runs/ (their folders)."""
+    return local_dir(layout.storage_dir, "the augmentation experiment") / \
+        "augmentation_experiment"
+
+
+def published_dir(layout: StorageLayout, class_set: str):
+    """A published (curated) dataset: <curated>/<class_set>/{train,val,test}.parquet."""
+    return layout.curated_dir / class_set
+
+
 
 
 def load_face_crops(layout: storage.StorageLayout,
@@ -21,3 +66,22 @@ def load_face_crops(layout: storage.StorageLayout,
         raise FileNotFoundError(f"no face_crops tables under {layout.storage_dir}: materialize "
                                 "raw_images and face_crops first")
     return pa.concat_tables(tables), found
+
+
+def split_faces(layout: StorageLayout, class_set: str) -> dict[str, FaceTensors]:
+    """The real faces of every split, labels mapped into the class set, from the face_crops and
+    splits tables (no synthetic rows: they do not exist yet when the judge trains)."""
+    classes = class_names(class_set)
+    splits = storage.read_table(layout.table("splits", storage.ALL),
+                                columns=["image_id", "split"])
+    faces, _ = load_face_crops(layout, ["image_id", "label", "face"])
+    rows = splits.join(faces, "image_id").sort_by("image_id")
+    out = {}
+    for split in SPLITS:
+        part = rows.filter(pc.equal(rows["split"], split))
+        mapped = [map_label(x, class_set) for x in part["label"].to_pylist()]
+        keep = [i for i, m in enumerate(mapped) if m is not None]
+        pngs = part["face"].to_pylist()
+        out[split] = from_pngs([pngs[i] for i in keep],
+                               [classes.index(mapped[i]) for i in keep], classes)
+    return out

@@ -1,11 +1,9 @@
-"""Evaluate stage: expression classifiers trained on the faces the pipeline made, scored on the
-real test split. Two uses:
+"""Evaluate stage: expression classifiers trained on a published dataset, scored on its real
+test split (the judge, trained before publishing, is fer_data/judge.py):
 
-- the judge (`train_judge`): a compact CNN trained on the real training split only, straight
-  from the face_crops and splits tables (it must exist before synthetic faces do), that the
-  augment stage's gate and quality report consult;
-- the downstream command (`train_classifier`): a CNN or ViT-Tiny trained on a published dataset,
-  with or without its synthetic rows, checkpoint chosen on val, metrics on the real test split.
+- the downstream command (`train_classifier`): a CNN or ViT-Tiny trained with or without the
+  synthetic rows, checkpoint chosen on val, metrics on the real test split;
+- the augmentation experiment (`run_experiment`): every variant x seed of that command.
 
     python -m fer_data.evaluate --data curated/fer7 --out runs/cnn --model cnn
     python -m fer_data.evaluate --data curated/fer7 --out runs/vit --model vit --device cuda
@@ -21,31 +19,23 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
 from fer_data import storage
-from fer_data.artefacts import load_face_crops
 from fer_data.classifier import (
     VIT_PATCH_SIZE,
-    FaceTensors,
     FitOptions,
     build_model,
     confusion_png,
     fit,
-    from_pngs,
-    load_model,
     load_split,
     metrics,
     predict,
     save_model,
 )
 from fer_data.figures import figure_png, pyplot
-from fer_data.labels import class_names, map_label, target_count
-from fer_data.quality import Judge
-from fer_data.schema import SPLITS
-from fer_data.storage import StorageLayout
+from fer_data.labels import target_count
 
 # The recipe of each model where a run does not say otherwise: the CNN with SGD + one-cycle
 # (measured best on 2 CPU cores, bench/judge.py), ViT-Tiny with AdamW + CutMix (the source
@@ -55,70 +45,6 @@ MODEL_DEFAULTS: dict[str, dict] = {
     "vit": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "mix": "cutmix",
             "epochs": 30},
 }
-
-
-def split_faces(layout: StorageLayout, class_set: str) -> dict[str, FaceTensors]:
-    """The real faces of every split, labels mapped into the class set, from the face_crops and
-    splits tables (no synthetic rows: they do not exist yet when the judge trains)."""
-    classes = class_names(class_set)
-    splits = storage.read_table(layout.table("splits", storage.ALL),
-                                columns=["image_id", "split"])
-    faces, _ = load_face_crops(layout, ["image_id", "label", "face"])
-    rows = splits.join(faces, "image_id").sort_by("image_id")
-    out = {}
-    for split in SPLITS:
-        part = rows.filter(pc.equal(rows["split"], split))
-        mapped = [map_label(x, class_set) for x in part["label"].to_pylist()]
-        keep = [i for i, m in enumerate(mapped) if m is not None]
-        pngs = part["face"].to_pylist()
-        out[split] = from_pngs([pngs[i] for i in keep],
-                               [classes.index(mapped[i]) for i in keep], classes)
-    return out
-
-
-def judge_dir(layout: StorageLayout) -> Path:
-    """Where the judge's model and metrics live (a local folder: torch.save)."""
-    if not storage.is_local(layout.storage_dir):
-        raise ValueError("the expression judge needs a local storage root (torch.save)")
-    return Path(layout.storage_dir) / "expression_judge"
-
-
-def load_judge(layout: StorageLayout) -> tuple[Judge, dict]:
-    """The trained judge and its test metrics."""
-    folder = judge_dir(layout)
-    if not (folder / "judge.pt").exists():
-        raise FileNotFoundError(f"no judge at {folder}: materialize expression_judge first")
-    model, classes, _ = load_model(folder / "judge.pt")
-    return Judge(model, classes), json.loads((folder / "metrics.json").read_text())
-
-
-@dataclass
-class JudgeResult:
-    path: Path  # the saved model
-    test: dict  # metrics on the real test split
-    history: list[dict]
-    seconds: float
-
-
-def train_judge(data: dict[str, FaceTensors], out: Path, options: FitOptions,
-                log: Callable[[str], None] = print) -> JudgeResult:
-    """Train the compact CNN on data["train"] (class-weighted), keep the best epoch on
-    data["val"], score data["test"]; save judge.pt and metrics.json into `out`."""
-    train = data["train"]
-    model = build_model("cnn", len(train.classes), train.size, seed=options.seed)
-    result = fit(model, train, options, val=data["val"], log=log)
-    test = metrics(predict(result.model, data["test"], options.device),
-                   data["test"].labels.numpy(), train.classes)
-    test.update(best_epoch=result.best_epoch, seconds=round(result.seconds, 1),
-                train_rows=len(train), options=asdict(options))
-    out = Path(out)
-    path = save_model(out / "judge.pt", result.model, "cnn", train.classes, train.size,
-                      {"test_accuracy": test["accuracy"]})
-    storage.atomic_write_bytes(out / "metrics.json", json.dumps(
-        {**test, "history": result.history}, indent=2).encode())
-    storage.atomic_write_bytes(out / "confusion_matrix.png",
-                               confusion_png(test["confusion_matrix"], train.classes))
-    return JudgeResult(path, test, result.history, result.seconds)
 
 
 # ---------------------------------------------------------------------------------------------

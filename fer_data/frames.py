@@ -13,7 +13,8 @@ import cv2
 import ffmpeg
 import numpy as np
 
-from fer_data.faces import CropOptions, Face, HaarDetector, align_and_crop, choose_face
+from fer_data.detectors import Face, HaarDetector
+from fer_data.faces import CropOptions, align_and_crop, choose_face
 from fer_data.phash import hamming, phash_batch
 
 _LOCATE_HEIGHT = 180

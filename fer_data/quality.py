@@ -19,32 +19,11 @@ import torch
 import torch.nn.functional as F
 from scipy import linalg
 
-from fer_data.classifier import FaceTensors, predict_proba, to_float
-from fer_data.faces import eyes_found
+from fer_data.classifier import FaceTensors, to_float
+from fer_data.detectors import eyes_found
 from fer_data.figures import figure_png, pyplot
+from fer_data.judge import Judge
 from stargan.generate import translate
-
-
-@dataclass
-class Judge:
-    """The judge model and its classes (label order)."""
-
-    model: torch.nn.Module
-    classes: tuple[str, ...]
-
-    def probabilities(self, faces: torch.Tensor) -> torch.Tensor:
-        """(N, classes) for uint8 faces (N, 1, S, S)."""
-        if len(faces) == 0:
-            return torch.zeros(0, len(self.classes))
-        return predict_proba(self.model, faces)
-
-    @torch.no_grad()
-    def features(self, faces: torch.Tensor, batch_size: int = 512) -> np.ndarray:
-        """The judge's pooled penultimate features (N, D) of uint8 faces."""
-        self.model.eval()
-        out = [self.model.features(to_float(faces[i:i + batch_size]))
-               for i in range(0, len(faces), batch_size)]
-        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 1))
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:

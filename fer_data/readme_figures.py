@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from fer_data import storage
+from fer_data.artefacts import published_dir
 from fer_data.augment import read_model_record
 from fer_data.definitions import defs
 from fer_data.figures import figure_png, pyplot
@@ -68,7 +69,7 @@ def readme_figures(out_dir, work=None, class_set: str = "fer7") -> list[str]:
         curated_dir=str(Path(work) / "curated") if work else None)
     written = [str(storage.atomic_write_bytes(out_dir / "asset_graph.png",
                                               asset_graph_png(defs().assets)))]
-    copies = {"class_balance.png": Path(str(layout.curated_dir)) / class_set /
+    copies = {"class_balance.png": Path(str(published_dir(layout, class_set))) /
               "class_balance.png"}
     try:
         folder = Path(read_model_record(layout)["checkpoint"]).parent

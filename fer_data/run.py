@@ -21,6 +21,7 @@ from dagster import AssetKey, AssetRecordsFilter, AssetSelection, DagsterInstanc
 from fer_data import definitions
 from fer_data.defs.executor import default_max_concurrent
 from fer_data.defs.partitions import dataset_partitions
+from fer_data.defs.resources import StorageResource
 from fer_data.ingest import folder_fingerprint
 from fer_data.instance import ensure_instance_config
 from fer_data.storage import StorageLayout
@@ -142,13 +143,40 @@ def _materialize_partition(partition: str, ops_config: dict | None) -> bool:
     return _materialize(_selection(partitioned=True), DagsterInstance.get(), partition, ops_config)
 
 
-def _materialize(selected, instance, partition: str | None, ops_config: dict | None = None) -> bool:
-    names = {_name(a) for a in selected}
+def materialize_assets(selected, partition: str | None = None, *,
+                       storage: StorageResource | None = None, settings=None,
+                       instance: DagsterInstance | None = None, ops_config: dict | None = None,
+                       raise_on_error: bool = True):
+    """One in-process run of `selected` (asset names or definitions) with the pipeline's
+    resources, optionally into another storage layout or with other settings: the one runner
+    that `make run`, bench/ and the tests share. `ops_config` as in the launchpad; keys of
+    assets not selected are dropped."""
+    names = {s if isinstance(s, str) else _name(s) for s in selected}
+    resources = dict(_defs().resources or {})
+    if storage is not None:
+        resources["storage_resource"] = storage
+    if settings is not None:
+        resources["settings"] = settings
     ops = {k: v for k, v in (ops_config or {}).items() if k in names}
-    result = materialize(list(_defs().assets), selection=AssetSelection.assets(*selected),
-                         partition_key=partition, instance=instance,
-                         resources=dict(_defs().resources or {}),
-                         run_config={**RUN_CONFIG, "ops": ops}, raise_on_error=False)
+    return materialize(list(_defs().assets), selection=AssetSelection.assets(*names),
+                       partition_key=partition,
+                       instance=instance or DagsterInstance.ephemeral(),
+                       resources=resources, run_config={**RUN_CONFIG, "ops": ops},
+                       raise_on_error=raise_on_error)
+
+
+def partitioned_assets() -> list[str]:
+    return [_name(a) for a in _selection(partitioned=True)]
+
+
+def collection_assets() -> list[str]:
+    """What `make run` materializes after the partitions (ON_DEMAND left out)."""
+    return [_name(a) for a in _selection(partitioned=False)]
+
+
+def _materialize(selected, instance, partition: str | None, ops_config: dict | None = None) -> bool:
+    result = materialize_assets(selected, partition, instance=instance, ops_config=ops_config,
+                                raise_on_error=False)
     lines = []
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata

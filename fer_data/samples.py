@@ -10,9 +10,9 @@ from pathlib import Path
 
 from fer_data import storage
 from fer_data.artefacts import load_face_crops
-from fer_data.augment import sample_pairs_png
 from fer_data.images import decode_png
 from fer_data.storage import StorageLayout
+from fer_data.synthesis import sample_pairs_png
 
 
 def sample_sheet(layout: StorageLayout, n: int, seed: int) -> tuple[bytes, int]:

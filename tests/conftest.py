@@ -61,31 +61,23 @@ def corrupt_image(path: Path) -> Path:
 def demo_pipeline(demo_raw, tmp_path_factory):
     """The whole demo pipeline, raw/ to curated/ (StarGAN smoke profile included), in one
     Dagster instance. Returns (root folder, result of the unpartitioned run)."""
-    from dagster import DagsterInstance, materialize
+    from dagster import DagsterInstance
 
-    from fer_data.definitions import defs as load_defs
+    from fer_data.run import collection_assets, materialize_assets, partitioned_assets
 
-    defs = load_defs()
     root = tmp_path_factory.mktemp("pipeline")
-    resources = {**defs.resources,
-                 "storage_resource": StorageResource(raw_dir=str(demo_raw),
-                                                     storage_dir=str(root / "storage"),
-                                                     curated_dir=str(root / "curated"))}
-    assets = list(defs.assets)
+    storage = StorageResource(raw_dir=str(demo_raw), storage_dir=str(root / "storage"),
+                              curated_dir=str(root / "curated"))
     instance = DagsterInstance.ephemeral()
-    partitioned = [a for a in assets if a.partitions_def is not None]
     for dataset in DATASETS:
-        assert materialize(partitioned, partition_key=dataset, resources=resources,
-                           instance=instance).success
+        assert materialize_assets(partitioned_assets(), dataset, storage=storage,
+                                  instance=instance).success
     # the smoke generator misses the realism floors on the drawn demo faces, so synthetic_faces
     # is forced here to exercise the gate; the default (withheld) path has its own test
     config = {"ops": {"curated_dataset": {"config": {"extra_class_sets": ["fer4_hnss"]}},
                       "synthetic_faces": {"config": {"use_ineligible_generator": True}}}}
-    from fer_data.run import ON_DEMAND
-
-    everyday = [a for a in assets if a.partitions_def is None
-                and not ON_DEMAND & {k.to_user_string() for k in a.keys}]
-    result = materialize(everyday, resources=resources, instance=instance, run_config=config)
+    result = materialize_assets(collection_assets(), storage=storage, instance=instance,
+                                ops_config=config["ops"])
     assert result.success
     return root, result
 
@@ -95,7 +87,7 @@ def face_check_rates(faces: np.ndarray, seed: int = 0) -> dict[str, float]:
     face in (N, 48, 48) uint8 face crops, and in what is not a face made from them: uniform
     noise, the same crops cut into 8 px blocks and shuffled, and the crops upside down."""
     from fer_data.defs.resources import FaceDetector
-    from fer_data.faces import faces_found
+    from fer_data.detectors import faces_found
 
     check = FaceDetector().get("haar_quality")
     rng = np.random.default_rng(seed)

@@ -98,12 +98,13 @@ def test_face_size_the_vit_cannot_patch_fails_at_launch_with_what_to_set(demo_ra
 def test_expression_judge_trains_on_real_training_faces_only(demo_pipeline):
     import pyarrow.parquet as pq
 
-    from fer_data.evaluate import load_judge
+    from fer_data.artefacts import judge_dir
+    from fer_data.judge import load_judge
     from fer_data.storage import StorageLayout
 
     root, result = demo_pipeline
     layout = StorageLayout.from_env(storage_dir=str(root / "storage"))
-    judge, saved = load_judge(layout)
+    judge, saved = load_judge(judge_dir(layout))
     splits = pq.read_table(root / "storage" / "splits" / "all.parquet").to_pandas()
     fer7 = splits[splits["label"].isin(CLASS_SETS["fer7"])]
     assert saved["train_rows"] == (fer7["split"] == "train").sum()  # no val/test/synthetic

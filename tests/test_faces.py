@@ -14,11 +14,9 @@ from fer_data.defs.faces import face_crops
 from fer_data.defs.ingest import raw_images
 from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
 from fer_data.demo.draw import Pose, draw_face, random_identity
+from fer_data.detectors import Face, HaarDetector, MtcnnDetector
 from fer_data.faces import (
     CropOptions,
-    Face,
-    HaarDetector,
-    MtcnnDetector,
     align_and_crop,
     build_face_table,
     choose_face,

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fer_data.artefacts import judge_dir, split_faces
 from fer_data.classifier import FaceTensors
-from fer_data.evaluate import load_judge, split_faces
+from fer_data.judge import load_judge
 from fer_data.quality import (
     RealismFloors,
     RealismMeter,
@@ -94,7 +95,7 @@ class Blurred(Unchanged):
 def demo_meter(demo_pipeline):
     root, _ = demo_pipeline
     layout = StorageLayout.from_env(storage_dir=str(root / "storage"))
-    judge, _ = load_judge(layout)
+    judge, _ = load_judge(judge_dir(layout))
     real = split_faces(layout, "fer7")
     # the demo's validation split holds too few disgust faces for a covariance: the training
     # split's are the reference here

@@ -12,19 +12,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 from PIL import Image
 
 from fer_data.audit import cross_split_twins, published_rows
-from fer_data.defs.dedup import face_index
-from fer_data.defs.faces import face_crops
-from fer_data.defs.ingest import raw_images
-from fer_data.defs.publish import curated_dataset
-from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
-from fer_data.defs.splits import splits
+from fer_data.defs.resources import StorageResource
 from fer_data.demo.repackage import RepackageSpec, repackage
-from fer_data.faces import eyes_found
+from fer_data.detectors import eyes_found
 from fer_data.ingest import ingest_dataset
+from fer_data.run import materialize_assets
 
 from conftest import face_check_rates
 
@@ -85,16 +81,14 @@ def real_with_repackage(real_raw, shared, tmp_path):
 
 
 def run_pipeline(raw, root):
-    resources = {"storage_resource": StorageResource(raw_dir=str(raw),
-                                                     storage_dir=str(root / "storage"),
-                                                     curated_dir=str(root / "curated")),
-                 "face_detector": FaceDetector(), "settings": PipelineSettings()}
+    storage = StorageResource(raw_dir=str(raw), storage_dir=str(root / "storage"),
+                              curated_dir=str(root / "curated"))
     instance = DagsterInstance.ephemeral()
     for dataset in sorted(p.name for p in raw.iterdir()):
-        assert materialize([raw_images, face_crops], partition_key=dataset, resources=resources,
-                           instance=instance).success
-    result = materialize([face_index, splits, curated_dataset], resources=resources,
-                         instance=instance)
+        assert materialize_assets(["raw_images", "face_crops"], dataset, storage=storage,
+                                  instance=instance).success
+    result = materialize_assets(["face_index", "splits", "curated_dataset"], storage=storage,
+                                instance=instance)
     assert result.success
     return result
 

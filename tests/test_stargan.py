@@ -13,13 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fer_data.augment import load_training_faces, read_model_record, round_robin_sources
+from fer_data.artefacts import judge_dir, split_faces
+from fer_data.augment import load_training_faces, read_model_record
 from fer_data.classifier import from_pngs
-from fer_data.evaluate import load_judge, split_faces
-from fer_data.faces import eyes_found
+from fer_data.detectors import eyes_found
 from fer_data.images import decode_png
+from fer_data.judge import load_judge
 from fer_data.quality import fixed_sources, hit_rates, to_uint8
 from fer_data.storage import StorageLayout
+from fer_data.synthesis import round_robin_sources
 from stargan.diffaug import cutout, diff_augment, parse_policy, translation
 from stargan.generate import load_trained
 from stargan.model import Discriminator, Generator, discriminator_depth, domain_map
@@ -373,7 +375,7 @@ def trained_demo(demo_pipeline):
 
 def test_smoke_training_learns_to_translate_as_the_independent_judge_sees_it(trained_demo):
     _, layout, data, trained, record = trained_demo
-    judge, _ = load_judge(layout)
+    judge, _ = load_judge(judge_dir(layout))
     real = split_faces(layout, "fer7")
     target = data.classes.index("disgust")
     size = trained.config.image_size
@@ -421,7 +423,7 @@ def test_synthetic_faces_pass_the_judge_gate_balance_training_and_trace_provenan
     assert synthetic["generator"].str.match(
         rf"sha256={record['sha256']} step={trained.step} seed=0").all()
     # the gate's probability is the judge's: recompute it from the published pixels
-    judge, _ = load_judge(layout)
+    judge, _ = load_judge(judge_dir(layout))
     faces = from_pngs(synthetic["face"].tolist(), [1] * len(synthetic), judge.classes)
     probs = judge.probabilities(faces.images)[:, 1].numpy()
     assert np.allclose(probs, synthetic["target_probability"], atol=1e-4)
@@ -465,7 +467,7 @@ def test_synthetic_faces_pass_the_judge_gate_balance_training_and_trace_provenan
 
 
 def test_gate_rejects_name_their_reason():
-    from fer_data.augment import GateOptions, _gate
+    from fer_data.synthesis import GateOptions, _gate
 
     gate = GateOptions(min_target_prob=0.5, min_source_distance=6)
     assert _gate(0.4, True, True, 20, False, gate) == "low_target_probability"
@@ -494,7 +496,7 @@ def test_generator_below_the_realism_floors_is_not_used_unless_forced(demo_raw, 
                                                                       tmp_path):
     from dagster import AssetCheckSeverity, AssetSelection, DagsterInstance, materialize
 
-    from fer_data.augment import synthetic_report_path
+    from fer_data.artefacts import synthetic_report_path
     from fer_data.definitions import defs as load_defs
     from fer_data.defs.resources import StorageResource
 

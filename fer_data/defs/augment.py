@@ -19,25 +19,28 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
+from fer_data.artefacts import judge_dir, split_faces
 from fer_data.augment import (
-    GateOptions,
-    SynthesisResult,
     load_training_faces,
     read_model_record,
     resolve_profile,
-    sample_pairs_png,
-    sources_by_class,
-    synthesize,
-    top_up_plan,
     train_generator,
-    write_gate_report,
 )
 from fer_data.defs.executor import GPU_STEP_TAGS
 from fer_data.defs.metadata import counts_table
 from fer_data.defs.resources import FaceDetector, PipelineSettings, StorageResource
-from fer_data.evaluate import load_judge, split_faces
+from fer_data.judge import load_judge
 from fer_data.previews import markdown_image
 from fer_data.storage import ALL
+from fer_data.synthesis import (
+    GateOptions,
+    SynthesisResult,
+    sample_pairs_png,
+    sources_by_class,
+    synthesize,
+    top_up_plan,
+    write_gate_report,
+)
 from stargan.generate import load_trained
 
 
@@ -74,7 +77,7 @@ def stargan_model(context: AssetExecutionContext, config: StarGanConfig,
     of the pipeline's class set; each checkpoint rated by the judge on held-back faces, the best
     kept, with its quality report. Resumes from its last checkpoint."""
     layout = storage_resource.layout()
-    judge, judge_metrics = load_judge(layout)
+    judge, judge_metrics = load_judge(judge_dir(layout))
     real = split_faces(layout, settings.class_set)
     profile = resolve_profile(config.profile, len(real["train"]), torch.cuda.is_available())
     run = train_generator(layout, profile, settings.class_set, judge, judge_metrics, real,
@@ -108,11 +111,14 @@ def stargan_model(context: AssetExecutionContext, config: StarGanConfig,
 
 
 class SynthesisConfig(Config):
-    min_target_prob: float = Field(0.0, description="Gate: the judge must rank the target "
-                                   "class first and give it at least this probability.")
-    min_source_distance: int = Field(6, description="Gate: pHash bits from the source face.")
-    min_real_distance: int = Field(6, description="Gate: pHash bits from every real training "
-                                   "face (memorization).")
+    min_target_prob: float = Field(
+        GateOptions.min_target_prob, description="Gate: the judge must rank the target class "
+        "first and give it at least this probability.")
+    min_source_distance: int = Field(
+        GateOptions.min_source_distance, description="Gate: pHash bits from the source face.")
+    min_real_distance: int = Field(
+        GateOptions.min_real_distance, description="Gate: pHash bits from every real training "
+        "face (memorization).")
     seed: int = Field(0, description="Seeds the order in which sources are drawn.")
     use_ineligible_generator: bool = Field(False, description="Publish synthetic faces even "
                                            "when the generator misses the realism floors (its "
@@ -144,7 +150,7 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
         raise ValueError(f"the recorded generator was chosen for target {target!r}, the "
                          f"settings say {settings.target_class!r}: materialize stargan_model")
     trained = load_trained(record["checkpoint"])
-    judge, _ = load_judge(layout)
+    judge, _ = load_judge(judge_dir(layout))
     data = load_training_faces(layout, record["class_set"], trained.config.image_size)
     have, goal, needed = top_up_plan(data.rows, target, settings.top_up_to)
     generator = f"sha256={record['sha256']} step={trained.step} seed={config.seed}"

@@ -1,7 +1,6 @@
 """`expression_judge`, the independent classifier that judges synthetic faces, and
 `augmentation_experiment`, the downstream experiment on demand (not part of `make run`)."""
 
-from pathlib import Path
 from typing import Literal
 
 from dagster import (
@@ -14,36 +13,36 @@ from dagster import (
 )
 from pydantic import Field
 
+from fer_data.artefacts import experiment_dir, judge_dir, published_dir, split_faces
 from fer_data.classifier import FitOptions
 from fer_data.defs.executor import GPU_STEP_TAGS
 from fer_data.defs.resources import PipelineSettings, StorageResource
 from fer_data.evaluate import (
     VARIANTS,
-    judge_dir,
     run_experiment,
-    split_faces,
     summary_table,
     target_f1_png,
-    train_judge,
     training_rows_table,
 )
+from fer_data.judge import train_judge
 from fer_data.previews import markdown_image
 
 
 class JudgeConfig(Config):
     epochs: int = Field(10, description="Training epochs (about 1.5 min each on 28k faces, "
                         "2 CPU cores).")
-    max_minutes: float = Field(0.0, description="Cut training after this many minutes (0: "
-                               "none; 10 epochs take about 14.5 minutes on 2 idle cores, and an "
-                               "epoch budget keeps the judge the same however busy the machine).")
+    max_minutes: float = Field(
+        FitOptions.max_minutes, description="Cut training after this many minutes (0: none; 10 "
+        "epochs take about 14.5 minutes on 2 idle cores, and an epoch budget keeps the judge the "
+        "same however busy the machine).")
     class_weight_power: float = Field(FitOptions.class_weight_power,
                                       description="Loss weights: (inverse class frequency) ** "
                                       "power; 1 weighs classes equally, 0.5 halfway (disgust "
                                       "3.1x, happy 0.75x on FER2013).")
     min_steps: int = Field(400, description="At least this many training steps: a small "
                            "(demo) set gets more epochs.")
-    seed: int = Field(0, description="Seeds weights, batch order and augmentation.")
-    device: str = Field("cpu", description="cpu or cuda.")
+    seed: int = Field(FitOptions.seed, description="Seeds weights, batch order and augmentation.")
+    device: str = Field(FitOptions.device, description="cpu or cuda.")
 
 
 @asset(
@@ -109,9 +108,9 @@ def augmentation_experiment(context: AssetExecutionContext, config: ExperimentCo
     seeds each, scored on the real test split. Resumes: runs already in storage are not
     repeated."""
     layout = storage_resource.layout()
-    folder = Path(str(layout.storage_dir)) / "augmentation_experiment"
+    folder = experiment_dir(layout)
     records = run_experiment(
-        Path(str(layout.curated_dir)) / settings.class_set, folder / "results", folder / "runs",
+        published_dir(layout, settings.class_set), folder / "results", folder / "runs",
         settings.target_class, settings.top_up_to, config.model, config.variants,
         tuple(config.seeds), log=context.log.info,
         epochs=config.epochs, max_minutes=config.max_minutes, device=config.device,

@@ -28,8 +28,9 @@ from fer_data.previews import sheet_markdown
 
 
 class FaceConfig(Config):
-    margin: float = Field(0.15, description="Extra context around the face box, per side, as "
-                          "a fraction of the box.")
+    margin: float = Field(
+        CropOptions.margin, description="Extra context around the face box, per side, as a "
+        "fraction of the box.")
     policy: dict[str, list[str]] = Field(
         default_factory=face_policies,
         description="Per dataset, detectors to try in order (fallback chain), or ['none'] for "
@@ -38,9 +39,9 @@ class FaceConfig(Config):
         "off", description="For already-cropped faces: a detector that only sets the "
         "face_found flag (off by default: on real 48x48 crops it mostly flags good faces).")
     precropped_max_side: int = Field(
-        96, description="Images no larger than this on either side are already face crops "
-        "(FER2013, CK+48, 48x48 folder sets): passed through unchanged, only resized to "
-        "face_size, whatever the dataset's policy.")
+        CropOptions.precropped_max_side, description="Images no larger than this on either side "
+        "are already face crops (FER2013, CK+48, 48x48 folder sets): passed through unchanged, "
+        "only resized to face_size, whatever the dataset's policy.")
     min_detection_rate: float = Field(0.9, description="Blocking check floor for datasets "
                                       "that run a detector.")
     batch_rows: int = Field(256, description="Raw rows processed per batch (bounds memory).")

@@ -28,21 +28,28 @@ from fer_data.readers import ReadOptions
 
 
 class IngestConfig(Config):
-    ckplus_peak_frames: int = Field(3, description="CK+: last N frames of a sequence take its "
-                                    "label (the CK+48 export uses 3).")
-    ckplus_first_frame_neutral: bool = Field(True, description="CK+: first frame of every "
-                                             "sequence becomes a neutral sample.")
-    ferplus_labels: bool = Field(False, description="FER2013: use the FER+ majority vote as the "
-                                 "label when fer2013new.csv is present.")
-    video_fps: float = Field(5.0, description="RAVDESS: frames sampled per second.")
-    video_skip_ms: int = Field(0, description="RAVDESS: skip this much of each clip's start, "
-                               "where the actor is still neutral.")
-    video_max_height: int = Field(360, description="RAVDESS: frames are downscaled to this "
-                                  "height (1280x720 -> 640x360).")
-    frame_hash_threshold: int = Field(4, description="RAVDESS: drop a frame within this many "
-                                      "pHash bits of the last kept frame.")
-    frame_hash_face: bool = Field(True, description="RAVDESS: hash the face found by a Haar "
-                                  "cascade rather than the whole frame.")
+    ckplus_peak_frames: int = Field(
+        ReadOptions.ckplus_peak_frames, description="CK+: last N frames of a sequence take its "
+        "label (the CK+48 export uses 3).")
+    ckplus_first_frame_neutral: bool = Field(
+        ReadOptions.ckplus_first_frame_neutral, description="CK+: first frame of every sequence "
+        "becomes a neutral sample.")
+    ferplus_labels: bool = Field(
+        ReadOptions.ferplus_labels, description="FER2013: use the FER+ majority vote as the label "
+        "when fer2013new.csv is present.")
+    video_fps: float = Field(FrameOptions.fps, description="RAVDESS: frames sampled per second.")
+    video_skip_ms: int = Field(
+        FrameOptions.skip_ms, description="RAVDESS: skip this much of each clip's start, where "
+        "the actor is still neutral.")
+    video_max_height: int = Field(
+        FrameOptions.max_height, description="RAVDESS: frames are downscaled to this height "
+        "(1280x720 -> 640x360).")
+    frame_hash_threshold: int = Field(
+        FrameOptions.hash_threshold, description="RAVDESS: drop a frame within this many pHash "
+        "bits of the last kept frame.")
+    frame_hash_face: bool = Field(
+        FrameOptions.hash_face, description="RAVDESS: hash the face found by a Haar cascade "
+        "rather than the whole frame.")
     on_bad_file: Literal["reject", "error"] = Field(
         "reject", description="reject: a corrupt or unparsable input becomes a reject row and the "
         "run goes on; error: fail the partition on the first one.")

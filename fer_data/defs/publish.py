@@ -14,8 +14,7 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
-from fer_data.artefacts import load_face_crops
-from fer_data.augment import synthetic_report_path
+from fer_data.artefacts import load_face_crops, synthetic_report_path
 from fer_data.defs.resources import PipelineSettings, StorageResource
 from fer_data.labels import CLASS_SETS, class_names
 from fer_data.previews import markdown_image
@@ -27,8 +26,8 @@ class PublishConfig(Config):
     extra_class_sets: list[str] = Field([], description=f"Class sets to publish besides the "
                                         f"pipeline's class_set (settings), from "
                                         f"{sorted(CLASS_SETS)}.")
-    calm: Literal["neutral", "drop"] = Field("neutral", description="RAVDESS calm: map to "
-                                             "neutral or drop.")
+    calm: Literal["neutral", "drop"] = Field(
+        PublishOptions.calm, description="RAVDESS calm: map to neutral or drop.")
 
 
 @asset(

@@ -7,7 +7,8 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr, model_validator
 
 from fer_data.classifier import VIT_PATCH_SIZE, check_patch_size
-from fer_data.faces import Detector, HaarDetector, MtcnnDetector
+from fer_data.detectors import Detector, HaarDetector, MtcnnDetector
+from fer_data.faces import CropOptions
 from fer_data.labels import CLASS_SETS, class_names
 from fer_data.storage import StorageLayout
 
@@ -31,9 +32,10 @@ class PipelineSettings(ConfigurableResource):
     """Settings that several stages read. Each has this one owner; a combination that cannot
     work fails when the run starts, before any step does work."""
 
-    face_size: int = Field(48, description="Side of the square gray face crops (faces stage); "
-                           "StarGAN resizes to its profile's image size and back, the "
-                           "classifiers train at this size.")
+    face_size: int = Field(
+        CropOptions.face_size, description="Side of the square gray face crops (faces stage); "
+        "StarGAN resizes to its profile's image size and back, the classifiers train at this "
+        "size.")
     class_set: str = Field("fer7", description=f"The class set StarGAN learns (its domains), "
                            f"the judge and the downstream classifiers predict, always published; "
                            f"one of {sorted(CLASS_SETS)}.")
@@ -72,15 +74,18 @@ class FaceDetector(ConfigurableResource):
 
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where MTCNN runs.")
     mtcnn_batch_size: int = Field(
-        1, description="Equal-size images per MTCNN call: batches pay on a GPU; on CPU one "
-        "image at a time measured faster (bench/faces.py).")
-    mtcnn_min_face_size: int = Field(20, description="Smallest face MTCNN looks for (pixels).")
+        MtcnnDetector.batch_size, description="Equal-size images per MTCNN call: batches pay on a "
+        "GPU; on CPU one image at a time measured faster (bench/faces.py).")
+    mtcnn_min_face_size: int = Field(
+        MtcnnDetector.min_face_size, description="Smallest face MTCNN looks for (pixels).")
     mtcnn_large_face_fraction: float = Field(
-        0.2, description="MTCNN's image pyramid runs coarse to fine: an image whose chosen face "
-        "spans at least this share of its shorter side skips the levels for faces under half "
-        "that size (posed datasets: about 3x faster, the same chosen face on every real photo "
-        "and frame measured; bench/faces.py). 0: always the whole pyramid.")
-    haar_min_neighbors: int = Field(4, description="Haar cascade minNeighbors.")
+        MtcnnDetector.large_face_fraction, description="MTCNN's image pyramid runs coarse to "
+        "fine: an image whose chosen face spans at least this share of its shorter side skips the "
+        "levels for faces under half that size (posed datasets: about 3x faster, the same chosen "
+        "face on every real photo and frame measured; bench/faces.py). 0: always the whole "
+        "pyramid.")
+    haar_min_neighbors: int = Field(
+        HaarDetector.min_neighbors, description="Haar cascade minNeighbors.")
     _detectors: dict = PrivateAttr(default_factory=dict)
 
     def get(self, name: str) -> Detector:

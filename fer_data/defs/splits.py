@@ -24,10 +24,11 @@ from fer_data.storage import ALL
 
 
 class SplitConfig(Config):
-    train: float = Field(0.7, description="Share of subjects (or images) for training.")
-    val: float = Field(0.15, description="Share for validation.")
-    test: float = Field(0.15, description="Share for testing.")
-    seed: int = Field(0, description="Seed of the subject and image assignment.")
+    train: float = Field(
+        SplitOptions.ratios[0], description="Share of subjects (or images) for training.")
+    val: float = Field(SplitOptions.ratios[1], description="Share for validation.")
+    test: float = Field(SplitOptions.ratios[2], description="Share for testing.")
+    seed: int = Field(SplitOptions.seed, description="Seed of the subject and image assignment.")
 
 
 @asset(
