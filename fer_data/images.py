@@ -19,6 +19,11 @@ IMAGE_SUFFIXES = frozenset(
 
 # Below this many files a process pool costs more to start than it saves.
 PARALLEL_MIN = 2000
+# Decoding refuses images of more pixels than this (reject `too_large`), read from the header
+# before any pixel is decoded: 40 megapixels is more than any expression dataset's photos
+# (KDEF 562x762, RAF-DB/AffectNet originals a few megapixels) and well under what a worker can
+# hold. PIL's own bomb check stays on as a second guard.
+MAX_PIXELS = 40_000_000
 
 
 class BadImage(ValueError):
@@ -74,38 +79,53 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.asarray(im)
 
 
-def load_file(path: str | os.PathLike) -> Encoded:
-    """Decode one image file fully (truncation is caught here, not later) and re-encode it."""
+def load_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Encoded:
+    """Decode one image file fully (truncation is caught here, not later) and re-encode it.
+    Every way a file can fail becomes a BadImage with a reason: it cannot be opened
+    (`unreadable`: a broken link, a file gone since listing, no permission, a folder),
+    is no image, is truncated or corrupt, or is too large."""
     try:
         with Image.open(path) as im:
+            if im.width * im.height > max_pixels:
+                raise BadImage("too_large", f"{im.width}x{im.height} pixels, over the limit of "
+                               f"{max_pixels:,} (ReadOptions.max_pixels)")
             im.load()
             im = normalize_mode(im)
-    except FileNotFoundError:
+    except BadImage:
         raise
+    except Image.DecompressionBombError as exc:
+        raise BadImage("too_large", str(exc)) from exc
     except UnidentifiedImageError as exc:
         raise BadImage("not_an_image", str(exc)) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        raise BadImage("unreadable", f"{type(exc).__name__}: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, MemoryError) as exc:
         raise BadImage("corrupt_image", f"{type(exc).__name__}: {exc}") from exc
     if im.width < 8 or im.height < 8:
         raise BadImage("too_small", f"{im.width}x{im.height} pixels")
     return Encoded(encode_png(im), im.width, im.height)
 
 
-def safe_load(path: str | os.PathLike) -> Encoded | BadImage:
+def safe_load(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Encoded | BadImage:
+    """load_file at the per-file boundary: nothing one file does stops the others."""
     try:
-        return load_file(path)
+        return load_file(path, max_pixels)
     except BadImage as exc:
         return exc
+    except Exception as exc:  # anything else a decoder raises, reported with its type
+        return BadImage("unreadable", f"{type(exc).__name__}: {exc}")
 
 
-def load_many(paths: list[Path], workers: int | None = None) -> Iterator[Encoded | BadImage]:
+def load_many(paths: list[Path], workers: int | None = None,
+              max_pixels: int = MAX_PIXELS) -> Iterator[Encoded | BadImage]:
     """`load_file` over many files, in order; failures come back as `BadImage` values rather
     than stopping the batch. Large batches use a process pool: decoding a 48x48 JPEG is mostly
     Python overhead, which threads cannot spread over cores."""
     workers = workers or os.cpu_count() or 1
+    limits = [max_pixels] * len(paths)
     if workers < 2 or len(paths) < PARALLEL_MIN:
-        yield from map(safe_load, paths)
+        yield from map(safe_load, paths, limits)
         return
     context = multiprocessing.get_context("spawn")  # safe inside threaded hosts like Dagster
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        yield from pool.map(safe_load, paths, chunksize=256)
+        yield from pool.map(safe_load, paths, limits, chunksize=256)

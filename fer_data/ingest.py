@@ -19,7 +19,8 @@ from fer_data.readers.base import is_ignored, relpath, walk_files
 # intermediate frame or a redundant video frame); on_bad_file=error fails on these.
 BAD_INPUT_REASONS = frozenset({"corrupt_image", "not_an_image", "too_small", "bad_pixel_count",
                                "bad_pixels", "unknown_label", "unparsable_name", "corrupt_video",
-                               "bad_label_file"})
+                               "bad_label_file", "too_large", "unreadable", "unknown_split",
+                               "short_row", "long_row"})
 
 
 class LayoutError(ValueError):

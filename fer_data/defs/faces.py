@@ -80,6 +80,13 @@ def face_crops(context: AssetExecutionContext, config: FaceConfig,
     rate = result.detection_rate
     gated = bool(detectors) and result.inputs > 0
     passed = not gated or rate >= config.min_detection_rate
+    verdict = (f"{dataset}: a face was found in {rate:.1%} of {result.inputs} images, "
+               f"{'at or above' if passed else 'below'} the floor of "
+               f"{config.min_detection_rate:.0%} (face_crops config min_detection_rate); the "
+               f"images without one are in the rejects table" if gated
+               else f"{dataset}: no detector runs (already face crops)")
+    if not passed:
+        context.log.error("detection_rate check failed: " + verdict)
     faces = [decode_png(b) for b in result.faces.column("face").to_pylist()[:48]]
     flags = [f for f in result.faces.column("face_found").to_pylist() if f is not None]
     metadata = {
@@ -101,7 +108,7 @@ def face_crops(context: AssetExecutionContext, config: FaceConfig,
     return MaterializeResult(
         metadata={k: v for k, v in metadata.items() if v is not None},
         check_results=[AssetCheckResult(
-            check_name="detection_rate", passed=passed,
+            check_name="detection_rate", passed=passed, description=verdict,
             severity=AssetCheckSeverity.ERROR if gated else AssetCheckSeverity.WARN,
             metadata={"rate": _finite(rate) if result.inputs else "no inputs",
                       "floor": config.min_detection_rate,

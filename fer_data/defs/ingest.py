@@ -50,6 +50,9 @@ class IngestConfig(Config):
     frame_hash_face: bool = Field(
         FrameOptions.hash_face, description="RAVDESS: hash the face found by a Haar cascade "
         "rather than the whole frame.")
+    max_pixels: int = Field(
+        ReadOptions.max_pixels, description="Images larger than this many pixels (read from "
+        "the header, before decoding) are rejected as too_large.")
     on_bad_file: Literal["reject", "error"] = Field(
         "reject", description="reject: a corrupt or unparsable input becomes a reject row and the "
         "run goes on; error: fail the partition on the first one.")
@@ -61,6 +64,7 @@ class IngestConfig(Config):
             ferplus_labels=self.ferplus_labels,
             frames=FrameOptions(self.video_fps, self.video_skip_ms, self.video_max_height,
                                 self.frame_hash_threshold, self.frame_hash_face),
+            max_pixels=self.max_pixels,
         )
 
 

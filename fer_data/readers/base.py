@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
 from fer_data.frames import FrameOptions
-from fer_data.images import IMAGE_SUFFIXES, BadImage, Encoded, load_many
+from fer_data.images import IMAGE_SUFFIXES, MAX_PIXELS, BadImage, Encoded, load_many
 
 SPLIT_SYNONYMS: dict[str, str] = {
     "train": "train",
@@ -95,6 +95,7 @@ class ReadOptions:
     ferplus_labels: bool = False
     frames: FrameOptions = field(default_factory=FrameOptions)
     workers: int | None = None
+    max_pixels: int = MAX_PIXELS  # larger images are rejected as too_large, before decoding
 
 
 @dataclass
@@ -137,7 +138,7 @@ def decode_specs(
     specs: list[FileSpec], root: Path, dataset: str, options: ReadOptions
 ) -> Iterator[Record | Reject]:
     """Decode the files behind `specs` in parallel and turn each into a Record or a Reject."""
-    decoded = load_many([s.path for s in specs], options.workers)
+    decoded = load_many([s.path for s in specs], options.workers, options.max_pixels)
     for spec, result in zip(specs, decoded, strict=True):
         rel = relpath(spec.path, root)
         if isinstance(result, BadImage):
@@ -166,9 +167,19 @@ def relpath(path: Path | str, root: Path | str) -> str:
     """`path` relative to `root`, with forward slashes (a string prefix cut in the usual case:
     this runs once per file)."""
     text, prefix = str(path), str(root).rstrip(os.sep) + os.sep
-    if text.startswith(prefix):
-        return text[len(prefix):].replace(os.sep, "/")
-    return Path(os.path.relpath(text, root)).as_posix()
+    rel = text[len(prefix):].replace(os.sep, "/") if text.startswith(prefix) else \
+        Path(os.path.relpath(text, root)).as_posix()
+    return printable(rel)
+
+
+def printable(name: str) -> str:
+    """A file name as valid UTF-8 text for the tables: bytes that are not UTF-8 (a name from
+    another OS's encoding, kept by Python as surrogates) become \\xNN escapes."""
+    try:
+        name.encode()
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def walk_files(root: Path) -> Iterable[Path]:

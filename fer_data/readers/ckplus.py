@@ -44,6 +44,9 @@ def find_emotion_dir(images_dir: Path) -> Path | None:
 
 def read_emotion_file(path: Path) -> int:
     """The code in an `_emotion.txt` file (`   3.0000000e+00`); ValueError when unreadable."""
+    size = path.stat().st_size
+    if size > 1000:  # not read whole: a file this large is not an emotion file
+        raise ValueError(f"{size:,} bytes: an emotion file holds one number")
     text = path.read_text(errors="replace").strip()
     value = float(text)
     if value != int(value):
@@ -64,7 +67,7 @@ class CkPlusReader:
         images_dir = find_images_dir(root)
         emotion_dir = find_emotion_dir(images_dir)
         sequences = sorted(p for p in images_dir.glob("*/*") if p.is_dir())
-        frames = {seq: sorted(f for f in seq.iterdir() if f.is_file() and is_image(f))
+        frames = {seq: sorted(f for f in seq.iterdir() if not f.is_dir() and is_image(f))
                   for seq in sequences}
         inputs = [relpath(f, root) for seq in sequences for f in frames[seq]]
         label_files = {seq: self._label_file(emotion_dir, images_dir, seq) for seq in sequences}
@@ -96,9 +99,11 @@ class CkPlusReader:
             try:
                 code = read_emotion_file(label_file)
                 label = CKPLUS_CODES.get(code)
-                why = "unknown_label" if label is None else why
-            except ValueError as exc:
-                why = f"bad_label_file: {relpath(label_file, root)}: {exc}"
+                if label is None:
+                    why = (f"unknown_label: {relpath(label_file, root)} holds code {code}; CK+ "
+                           f"codes are {min(CKPLUS_CODES)}..{max(CKPLUS_CODES)}")
+            except (ValueError, OSError) as exc:
+                why = f"bad_label_file: {relpath(label_file, root)}: {type(exc).__name__}: {exc}"
         first_neutral = options.ckplus_first_frame_neutral
         peak_start = max(len(files) - options.ckplus_peak_frames, 1 if first_neutral else 0)
         for index, path in enumerate(files):

@@ -4,6 +4,7 @@ When FER+'s `fer2013new.csv` sits beside it, its votes are attached row by row."
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -13,7 +14,7 @@ import pandas as pd
 
 from fer_data.images import encode_png
 from fer_data.labels import FER2013_INDEX, FERPLUS_COLUMNS
-from fer_data.readers.base import ReadOptions, Record, Reject, Scan, relpath
+from fer_data.readers.base import SPLIT_SYNONYMS, ReadOptions, Record, Reject, Scan, relpath
 
 SIDE = 48
 USAGE_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
@@ -33,13 +34,24 @@ def find_csvs(root: Path) -> list[Path]:
     return []
 
 
-def read_fer_csv(path: Path) -> pd.DataFrame:
-    """Read one variant, normalising its header (`' pixels'` -> `pixels`)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    frame.columns = [c.strip().lower() for c in frame.columns]
-    if "pixels" not in frame.columns:
-        raise ValueError(f"{path} has no 'pixels' column (columns: {list(frame.columns)})")
-    return frame
+def read_fer_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """One variant's header, normalised (`' pixels'` -> `pixels`), and its rows as read: a row
+    with too few or too many fields stays a row (it becomes a reject, not a parser error)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = list(csv.reader(f))
+    header = [c.strip().lower() for c in rows[0]] if rows else []
+    if "pixels" not in header:
+        raise ValueError(f"{path} has no 'pixels' column (columns: {header})")
+    return header, rows[1:]
+
+
+def official_split(usage: str, has_usage: bool, default: str | None) -> str | None:
+    """FER2013's Usage as a split: Training/PublicTest/PrivateTest as published, the usual
+    synonyms too (Validation -> val, Test -> test); None when unknown (the caller rejects it).
+    A file without a Usage column (the challenge's train.csv) gets `default`."""
+    if not has_usage:
+        return default
+    return USAGE_SPLIT.get(usage) or SPLIT_SYNONYMS.get(usage.lower())
 
 
 def parse_pixels(text: str) -> np.ndarray:
@@ -79,19 +91,26 @@ class Fer2013CsvReader:
 
     def scan(self, root: Path, dataset: str, options: ReadOptions) -> Scan:
         tables = [(path, read_fer_csv(path)) for path in find_csvs(root)]
-        votes = self._ferplus(tables[0][0], len(tables[0][1]))
-        inputs = [f"{relpath(p, root)}:{i + 2}" for p, t in tables for i in range(len(t))]
+        votes = self._ferplus(tables[0][0], len(tables[0][1][1]))
+        inputs = [f"{relpath(p, root)}:{i + 2}" for p, (_, rows) in tables
+                  for i in range(len(rows))]
         consumed = [relpath(p, root) for p, _ in tables]
         if votes is not None:
             consumed.append(relpath(tables[0][0].with_name(FERPLUS_FILE), root))
 
         def outcomes() -> Iterator[Record | Reject]:
-            for table_index, (path, table) in enumerate(tables):
+            for table_index, (path, (header, rows)) in enumerate(tables):
                 default_split = "train" if path.name == "train.csv" else None
                 row_votes = votes if table_index == 0 else None
-                for i, row in enumerate(table.to_dict("records")):
+                for i, values in enumerate(rows):
                     key = f"{relpath(path, root)}:{i + 2}"  # line number in the file
-                    yield self._row(row, key, dataset, default_split,
+                    if len(values) != len(header):
+                        yield Reject(dataset, key, "short_row" if len(values) < len(header)
+                                     else "long_row", f"{len(values)} fields, the header has "
+                                     f"{len(header)} ({', '.join(header)})")
+                        continue
+                    yield self._row(dict(zip(header, values, strict=True)), key, dataset,
+                                    "usage" in header, default_split,
                                     None if row_votes is None else row_votes[i], options)
 
         return Scan(inputs, outcomes(), consumed)
@@ -111,7 +130,8 @@ class Fer2013CsvReader:
         counts = table[columns].replace("", "0").astype(int)
         return counts.to_dict("records")
 
-    def _row(self, row, key, dataset, default_split, votes, options) -> Record | Reject:
+    def _row(self, row, key, dataset, has_usage, default_split, votes,
+             options) -> Record | Reject:
         emotion = row.get("emotion", "").strip()
         if emotion == "":
             return Reject(dataset, key, "unlabeled", "row has no emotion value (test.csv rows "
@@ -135,6 +155,10 @@ class Fer2013CsvReader:
                 attributes["fer2013_label"] = label
                 label = plus
         usage = row.get("usage", "").strip()
+        split = official_split(usage, has_usage, default_split)
+        if split is None:
+            return Reject(dataset, key, "unknown_split", f"Usage {usage!r}: expected Training, "
+                          "PublicTest or PrivateTest (or train/val/test)")
         return Record(
             dataset=dataset,
             source_path=key,
@@ -143,6 +167,6 @@ class Fer2013CsvReader:
             image=encode_png(pixels),
             width=SIDE,
             height=SIDE,
-            official_split=USAGE_SPLIT.get(usage, default_split),
+            official_split=split,
             attributes=attributes,
         )
