@@ -109,6 +109,22 @@ def crop_faces(images: Sequence[np.ndarray], detectors: Sequence[Detector],
     return results
 
 
+def _crops_or_errors(images: list[np.ndarray], detectors: Sequence[Detector],
+                     options: CropOptions) -> list[Crop | None | Exception]:
+    """crop_faces over a batch; when it raises, again image by image, so that an image a
+    detector cannot handle becomes its own reject instead of failing the partition."""
+    try:
+        return crop_faces(images, detectors, options)
+    except Exception:
+        out: list[Crop | None | Exception] = []
+        for image in images:
+            try:
+                out.append(crop_faces([image], detectors, options)[0])
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+
 @dataclass
 class FaceTableResult:
     faces: pa.Table
@@ -149,8 +165,11 @@ def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Dete
             for i, flag in zip(precropped, found, strict=True):
                 flags[i] = bool(flag)
         detect = [i for i, p in enumerate(pre) if not p]
-        for i, crop in zip(detect, crop_faces([images[i] for i in detect], detectors, options),
-                           strict=True):
+        errors: dict[int, Exception] = {}
+        for i, crop in zip(detect, _crops_or_errors([images[i] for i in detect], detectors,
+                                                    options), strict=True):
+            if isinstance(crop, Exception):
+                errors[i], crop = crop, None
             crops[i], flags[i] = crop, crop is not None
         kept = [i for i, c in enumerate(crops) if c is not None]
         keys = {**crop_keys([crops[i].face for i in kept]),
@@ -159,10 +178,14 @@ def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Dete
             rows.append(_face_row(records[i], crops[i], flags[i],
                                   {name: values[k] for name, values in keys.items()}, options))
         tried = ", ".join(d.name for d in detectors)
-        rejects += [{"dataset": r["dataset"], "source_path": r["source_path"], "stage": "faces",
-                     "reason": "no_face", "detail": f"image_id {r['image_id']}: no face found "
-                     f"by {tried} ({r['width']}x{r['height']})"}
-                    for r, c in zip(records, crops, strict=True) if c is None]
+        for i, (r, c) in enumerate(zip(records, crops, strict=True)):
+            if c is None:
+                reason, detail = ("face_error", f"{type(errors[i]).__name__}: {errors[i]}") \
+                    if i in errors else ("no_face", f"no face found by {tried}")
+                rejects.append({"dataset": r["dataset"], "source_path": r["source_path"],
+                                "stage": "faces", "reason": reason,
+                                "detail": f"image_id {r['image_id']}: {detail} "
+                                f"({r['width']}x{r['height']})"})
     return FaceTableResult(pa.Table.from_pylist(rows, schema=schema.FACE),
                            pa.Table.from_pylist(rejects, schema=schema.REJECT), inputs)
 

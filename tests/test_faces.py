@@ -268,3 +268,27 @@ def test_materialize_ravdess_frames_and_face_crops_on_demo(demo_raw, tmp_path):
     assert crop.shape == (48, 48)
     meta = result.get_asset_materialization_events()[-1].materialization.metadata
     assert meta["preview"].value.startswith("![jaffe face crops](data:image/png;base64,")
+
+
+class Fussy(HaarDetector):
+    """The real Haar detector, except that it raises on one kind of image: a stand-in for
+    an image some detector cannot handle (the face table is what is under test)."""
+
+    def detect(self, images):
+        if any(im.shape[1] == 250 for im in images):
+            raise ValueError("cannot handle a 250 px wide image")
+        return super().detect(images)
+
+
+def test_an_image_a_detector_fails_on_is_its_own_reject_the_others_unchanged():
+    faces = [drawn(seed=s) for s in (3, 4, 5)]
+    odd = np.pad(drawn(seed=6), ((0, 0), (5, 5), (0, 0)))  # 250 px wide
+    table = raw_rows([faces[0], odd, faces[1], faces[2]], dataset="kdef")
+    result = build_face_table(table.to_batches(), [Fussy()], CropOptions())
+    plain = build_face_table(raw_rows(faces, dataset="kdef").to_batches(), [HaarDetector()],
+                             CropOptions())
+    assert result.rejects.column("reason").to_pylist() == ["face_error"]
+    assert "cannot handle a 250 px wide image" in result.rejects.column("detail")[0].as_py()
+    assert result.rejects.column("source_path").to_pylist() == ["r1.png"]
+    assert result.faces.column("face").to_pylist() == plain.faces.column("face").to_pylist()
+    assert plain.faces.num_rows == 3 and result.inputs == 4
