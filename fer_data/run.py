@@ -8,6 +8,8 @@ parallel, then print where the outputs are. This is what `make run` calls.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import functools
 import os
 import sys
@@ -193,6 +195,27 @@ def _materialize(selected, instance, partition: str | None, ops_config: dict | N
     return result.success
 
 
+@contextlib.contextmanager
+def one_run_at_a_time(home: Path):
+    """Refuse a second `make run` on the same instance folder while one is running (an OS
+    lock on a file there, released however the first run ends, even by SIGKILL): two runs
+    would write the same tables."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".fer_run.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise SystemExit(f"another `make run` ({holder}) is running on {home}: wait for "
+                             "it to finish, or give this one its own DAGSTER_HOME") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        yield
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partition", action="append",
@@ -208,10 +231,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets-only", action="store_true",
                         help="only the per-dataset assets (ingest + faces), not the collection")
     args = parser.parse_args(argv)
-    ensure_instance_config()
+    home = ensure_instance_config().parent
     ops = yaml.safe_load(args.config.read_text()).get("ops", {}) if args.config else None
-    ok = run(args.partition or dataset_partitions.get_partition_keys(), args.force, ops, args.jobs,
-             args.datasets_only)
+    with one_run_at_a_time(home):
+        ok = run(args.partition or dataset_partitions.get_partition_keys(), args.force, ops,
+                 args.jobs, args.datasets_only)
     layout = StorageLayout.from_env()
     print("\nOutputs:")
     print(f"  raw data read from      {layout.raw_dir}")

@@ -80,6 +80,8 @@ def atomic_write_bytes(path: UPath | Path, data: bytes) -> UPath | Path:
         try:
             tmp.write_bytes(data)
             os.replace(tmp, target)
+        except OSError as exc:
+            raise write_error(target, exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
     else:
@@ -87,6 +89,13 @@ def atomic_write_bytes(path: UPath | Path, data: bytes) -> UPath | Path:
         with path.open("wb") as f:
             f.write(data)
     return path
+
+
+def write_error(target: Path, exc: OSError) -> OSError:
+    """What a failed write says: where, why, and that the previous version is untouched."""
+    return OSError(exc.errno, f"could not write {target}: {exc.strerror or exc} (a full disk "
+                   "or a file-size limit?); the previous version is unchanged and nothing "
+                   "partial was left")
 
 
 def write_table(table: pa.Table, path: UPath, metadata: dict[str, str] | None = None) -> UPath:
@@ -98,6 +107,17 @@ def write_table(table: pa.Table, path: UPath, metadata: dict[str, str] | None = 
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def _remove_versions(final: Path, keep: str) -> None:
+    """Versions, links and staging left beside a folder by earlier writes (or killed ones)."""
+    for sibling in final.parent.glob(f".{final.name}.*"):
+        if sibling.name == keep:
+            continue
+        if sibling.is_symlink() or sibling.is_file():
+            sibling.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def read_table(path: UPath, columns: list[str] | None = None) -> pa.Table:
@@ -118,26 +138,34 @@ def iter_batches(path: UPath, batch_size: int = 256, columns: list[str] | None =
 
 
 def write_folder(target: UPath, files: dict[str, bytes]) -> UPath:
-    """Replace a whole folder at once: on a local disk everything is written to a hidden
-    sibling folder, which then replaces the old one in one rename. On an object store the
-    `_SUCCESS` marker is removed first and written last, so readers never trust a partial
+    """Replace a whole folder at once. On a local disk `target` is a symbolic link to a hidden
+    versioned sibling folder: the new version is written whole, then the link is swapped in one
+    rename, so a reader (or a run killed at any instant) sees the old folder or the new one,
+    never a mix and never none; older versions are removed after the swap. On an object store
+    the `_SUCCESS` marker is removed first and written last, so readers never trust a partial
     folder."""
     if is_local(target):
         final = Path(target)
         final.parent.mkdir(parents=True, exist_ok=True)
-        staging = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}")
-        staging.mkdir()
+        tag = uuid.uuid4().hex
+        version = final.with_name(f".{final.name}.v-{tag}")
+        link = final.with_name(f".{final.name}.link-{tag}")
         try:
+            version.mkdir()
             for name, data in files.items():
-                (staging / name).write_bytes(data)
-            (staging / SUCCESS).write_text("")
-            old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
-            if final.exists():
-                os.replace(final, old)
-            os.replace(staging, final)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+                (version / name).write_bytes(data)
+            (version / SUCCESS).write_text("")
+            link.symlink_to(version.name)
+            if final.is_dir() and not final.is_symlink():  # a plain folder from before links
+                os.replace(final, final.with_name(f".{final.name}.old-{tag}"))
+            os.replace(link, final)
+        except BaseException as exc:
+            link.unlink(missing_ok=True)
+            shutil.rmtree(version, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise write_error(final, exc) from exc
+            raise
+        _remove_versions(final, keep=version.name)
         return target
     marker = target / SUCCESS
     if marker.exists():
