@@ -1,7 +1,7 @@
 """SIGKILL a real `dagster asset materialize` (its whole process group) at a spread of moments
-while face_crops or curated_dataset writes: every table and the published folder are, each
-time, either the old version or the new one (readable, complete), never a mix or nothing; a
-run to the end afterwards gives the new version."""
+while face_crops, face_index or curated_dataset writes: every table and the published folder
+are, each time, either the old version or the new one (readable, complete), never a mix or
+nothing; a run to the end afterwards gives the new version."""
 
 from __future__ import annotations
 
@@ -43,9 +43,10 @@ def kill_after(env: dict[str, str], args: list[str], seconds: float) -> None:
 
 
 def table_digest(path: Path) -> str:
-    """The content of a Parquet table (not its bytes): it must parse, whole."""
+    """The content of a Parquet table (not its bytes) and its metadata (the settings some
+    tables record): it must parse, whole."""
     table = pq.read_table(path)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(repr(sorted((table.schema.metadata or {}).items())).encode())
     for column in table.column_names:
         digest.update(repr(table.column(column).to_pylist()).encode())
     return digest.hexdigest()
@@ -66,6 +67,7 @@ def config(ops: dict) -> list[str]:
 def test_killed_runs_leave_the_old_or_the_new_version(tmp_path):
     env = pipeline_env(tmp_path)
     crops = tmp_path / "storage" / "face_crops" / "jaffe.parquet"
+    index = tmp_path / "storage" / "face_index" / "all.parquet"
     curated = tmp_path / "curated" / "fer7"
     ingest = ["--select", "raw_images,face_crops", "--partition", "jaffe"]
     run(env, ingest)
@@ -74,23 +76,31 @@ def test_killed_runs_leave_the_old_or_the_new_version(tmp_path):
          "expression_judge": {"config": {"epochs": 1, "min_steps": 20}},
          "synthetic_faces": {"config": {"use_ineligible_generator": True}}})])
     old_crops, old_curated = table_digest(crops), folder_digest(curated)
+    old_index = table_digest(index)
 
     # the new versions differ: a wider face margin; the classes re-published without calm
     # rows mapped, and another split seed
     new_crops_args = [*ingest, *config({"face_crops": {"config": {"margin": 0.3}}})]
+    new_index_args = ["--select", "face_index",
+                      *config({"face_index": {"config": {"include_flips": False}}})]
     new_curated_args = ["--select", "splits,curated_dataset",
                         *config({"splits": {"config": {"seed": 7}}})]
-    seen_crops, seen_curated = set(), set()
+    seen_crops, seen_index, seen_curated = set(), set(), set()
     for seconds in KILL_AFTER:
         kill_after(env, new_crops_args, seconds)
         seen_crops.add(table_digest(crops))
+        kill_after(env, new_index_args, seconds)
+        seen_index.add(table_digest(index))
         kill_after(env, new_curated_args, seconds)
         seen_curated.add(folder_digest(curated))
     run(env, new_crops_args)
+    run(env, new_index_args)
+    new_index = table_digest(index)
     run(env, new_curated_args)
     new_crops, new_curated = table_digest(crops), folder_digest(curated)
-    assert new_crops != old_crops and new_curated != old_curated
+    assert new_crops != old_crops and new_curated != old_curated and new_index != old_index
     assert seen_crops <= {old_crops, new_crops}, len(seen_crops)
+    assert seen_index <= {old_index, new_index}, len(seen_index)
     assert seen_curated <= {old_curated, new_curated}, len(seen_curated)
     # the earlier versions and any staging a killed write left are gone after a full write
     assert [p.name for p in curated.parent.iterdir() if p.name.startswith(".fer7")] == \
