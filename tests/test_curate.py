@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from itertools import combinations
 
 import duckdb
@@ -309,7 +310,9 @@ def test_publish_replaces_atomically_and_crash_leaves_the_old_dataset(tmp_path, 
     with pytest.raises(RuntimeError):
         publish(rows.slice(0, 1), tmp_path, PublishOptions(), {})
     assert pq.read_table(tmp_path / "fer7" / "test.parquet").num_rows == 1  # old one intact
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fer7"]
+    # the published link and the version it points to, no staging left
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        sorted(["fer7", os.readlink(tmp_path / "fer7")])
     with pytest.raises(FileNotFoundError, match="_SUCCESS"):
         (tmp_path / "fer7" / "_SUCCESS").unlink()
         CuratedFaces(tmp_path / "fer7", "train")

@@ -42,6 +42,11 @@ def kill_after(env: dict[str, str], args: list[str], seconds: float) -> None:
         proc.wait()
 
 
+def kill_then(env: dict[str, str], args: list[str], seconds: float, look) -> str:
+    kill_after(env, args, seconds)
+    return look()
+
+
 def table_digest(path: Path) -> str:
     """The content of a Parquet table (not its bytes) and its metadata (the settings some
     tables record): it must parse, whole."""
@@ -85,19 +90,18 @@ def test_killed_runs_leave_the_old_or_the_new_version(tmp_path):
                       *config({"face_index": {"config": {"include_flips": False}}})]
     new_curated_args = ["--select", "splits,curated_dataset",
                         *config({"splits": {"config": {"seed": 7}}})]
-    seen_crops, seen_index, seen_curated = set(), set(), set()
-    for seconds in KILL_AFTER:
-        kill_after(env, new_crops_args, seconds)
-        seen_crops.add(table_digest(crops))
-        kill_after(env, new_index_args, seconds)
-        seen_index.add(table_digest(index))
-        kill_after(env, new_curated_args, seconds)
-        seen_curated.add(folder_digest(curated))
+    # one asset at a time (each one's new version depends on the upstream ones' being final)
+    seen_crops = {kill_then(env, new_crops_args, s, lambda: table_digest(crops))
+                  for s in KILL_AFTER}
     run(env, new_crops_args)
+    seen_index = {kill_then(env, new_index_args, s, lambda: table_digest(index))
+                  for s in KILL_AFTER}
     run(env, new_index_args)
-    new_index = table_digest(index)
+    seen_curated = {kill_then(env, new_curated_args, s, lambda: folder_digest(curated))
+                    for s in KILL_AFTER}
     run(env, new_curated_args)
-    new_crops, new_curated = table_digest(crops), folder_digest(curated)
+    new_crops, new_index, new_curated = \
+        table_digest(crops), table_digest(index), folder_digest(curated)
     assert new_crops != old_crops and new_curated != old_curated and new_index != old_index
     assert seen_crops <= {old_crops, new_crops}, len(seen_crops)
     assert seen_index <= {old_index, new_index}, len(seen_index)
