@@ -1,13 +1,14 @@
 """SIGKILL a real `dagster asset materialize` (its whole process group) at a spread of moments
 while face_crops, face_index or curated_dataset writes: every table and the published folder
 are, each time, either the old version or the new one (readable, complete), never a mix or
-nothing; a run to the end afterwards gives the new version."""
+nothing; a run to the end afterwards gives what an uninterrupted run gives."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,11 @@ def test_killed_runs_leave_the_old_or_the_new_version(tmp_path):
          "synthetic_faces": {"config": {"use_ineligible_generator": True}}})])
     old_crops, old_curated = table_digest(crops), folder_digest(curated)
     old_index = table_digest(index)
+    # the same state copied aside, where the new versions are made without interruption
+    calm = tmp_path / "uninterrupted"
+    for part in ("raw", "storage", "curated", "home"):
+        shutil.copytree(tmp_path / part, calm / part, symlinks=True)
+    calm_env = pipeline_env(calm)
 
     # the new versions differ: a wider face margin; the classes re-published without calm
     # rows mapped, and another split seed
@@ -102,6 +108,12 @@ def test_killed_runs_leave_the_old_or_the_new_version(tmp_path):
     run(env, new_curated_args)
     new_crops, new_index, new_curated = \
         table_digest(crops), table_digest(index), folder_digest(curated)
+    for args in (new_crops_args, new_index_args, new_curated_args):
+        run(calm_env, args)
+    assert (new_crops, new_index, new_curated) == (
+        table_digest(calm / crops.relative_to(tmp_path)),
+        table_digest(calm / index.relative_to(tmp_path)),
+        folder_digest(calm / "curated" / "fer7"))  # as if nothing had been killed
     assert new_crops != old_crops and new_curated != old_curated and new_index != old_index
     assert seen_crops <= {old_crops, new_crops}, len(seen_crops)
     assert seen_index <= {old_index, new_index}, len(seen_index)
