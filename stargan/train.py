@@ -70,6 +70,9 @@ class TrainConfig:
     d_multitask: bool = False  # one real/fake patch map per domain (StarGAN v2): an image is
     # judged by its domain's map, so the disgust map learns G's disgust as negatives
     d_src_depth: int = 0  # > 0: a local (patch) critic read after this many of D's layers
+    source_class_weight: float = 0.0  # > 0: D's classifier also learns each translated face
+    # as its SOURCE class, so a cue painted without changing the expression reads as where the
+    # face came from: G's teacher of the target class sees G's output
     lambda_id: float = 0.0  # > 0: identity loss |G(x, own domain) - x| (CycleGAN's)
     diffaug: str = ""  # DiffAugment policy on every input of D, e.g. "color,translation,cutout"
     hflip: bool = False  # mirror half the real faces of each batch (the few of a rare class)
@@ -267,6 +270,10 @@ def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
     if config.fake_class_weight > 0:  # the fakes' class is the extra last one
         d_loss_cls = d_loss_cls + config.fake_class_weight * classification_loss(
             fake_cls.float(), torch.full_like(c_org, config.c_dim))
+    moved = c_trg != c_org
+    if config.source_class_weight > 0 and bool(moved.any()):
+        d_loss_cls = d_loss_cls + config.source_class_weight * classification_loss(
+            fake_cls.float()[moved], c_org[moved])
     if r1:
         d_loss_real = F.softplus(-out_real.float()).mean()
         d_loss_fake = F.softplus(out_fake.float()).mean()

@@ -31,6 +31,7 @@ from stargan.train import (
     build_models,
     classifier_warmup,
     decay_lr,
+    discriminator_step,
     generator_step,
     load_checkpoint,
     mask_loss,
@@ -191,12 +192,34 @@ def tiny_config(**changes) -> TrainConfig:
 RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "bilinear", "cls_warmup_iters": 5,
                 "cls_warmup_batch_size": 8}, {"adv_loss": "r1", "lambda_gp": 1.0},
            {"fake_class_weight": 0.25}, {"g_output": "attention"},
+           {"d_src_depth": 2, "d_repeat_num": 3, "source_class_weight": 0.5},
            # the 48 px structure: residual U-Net generator with label-set norms and an identity
            # loss; per-domain patch critic with R1, DiffAugment and mirrored faces
            {"g_output": "residual", "g_down": 1, "g_skips": True, "g_label": "adain",
             "lambda_id": 5.0, "d_multitask": True, "d_repeat_num": 3, "adv_loss": "r1",
             "lambda_gp": 1.0, "diffaug": "color,translation,cutout", "hflip": True,
             "ema_beta": 0.9}]
+
+
+def test_source_class_term_teaches_the_classifier_the_fakes_source_class():
+    """D/loss_cls with source_class_weight w = without it + w x cross-entropy of D's class
+    logits for the translated faces (target != source) against their source class."""
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 48, 48) * 2 - 1
+    c_org, c_trg = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([1, 1, 0, 2, 1, 0])
+    losses = {}
+    for w in (0.0, 0.5):
+        config = tiny_config(source_class_weight=w, d_src_depth=2, d_repeat_num=3)
+        torch.manual_seed(1)
+        m = build_models(config)
+        if w:  # D's logits for the fakes, before the step changes D
+            with torch.no_grad():
+                fake_cls = m.D(m.G(x, torch.nn.functional.one_hot(c_trg, 3).float()))[1]
+            moved = c_trg != c_org
+            expected = torch.nn.functional.cross_entropy(fake_cls[moved], c_org[moved])
+        losses[w] = discriminator_step(m, x, c_org, c_trg, config,
+                                       torch.Generator().manual_seed(2))["D/loss_cls"]
+    assert losses[0.5] == pytest.approx(losses[0.0] + 0.5 * expected.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
