@@ -51,9 +51,7 @@ def published_dir(layout: StorageLayout, class_set: str):
     return layout.curated_dir / class_set
 
 
-
-
-def load_face_crops(layout: storage.StorageLayout,
+def load_face_crops(layout: StorageLayout,
                     columns: list[str] | None = None) -> tuple[pa.Table, list[str]]:
     """Every face_crops partition that exists, concatenated; and the datasets found."""
     tables, found = [], []
