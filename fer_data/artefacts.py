@@ -14,6 +14,8 @@ from fer_data.labels import class_names, map_label
 from fer_data.schema import SPLITS
 from fer_data.storage import StorageLayout
 
+REPORT = "synthetic_report.json"  # the generator's quality report, and synthetic_faces' copy
+
 
 def local_dir(root, what: str) -> Path:
     """A storage root as a local folder, for artefacts written with torch.save; an fsspec root
@@ -37,7 +39,7 @@ def stargan_dir(layout: StorageLayout) -> Path:
 
 def synthetic_report_path(layout: StorageLayout):
     """synthetic_faces' copy of the generator's report, with what the gate published."""
-    return layout.storage_dir / "synthetic_faces" / "synthetic_report.json"
+    return layout.storage_dir / "synthetic_faces" / REPORT
 
 
 def experiment_dir(layout: StorageLayout) -> Path:

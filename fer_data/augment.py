@@ -17,6 +17,7 @@ import torch
 
 from fer_data import storage
 from fer_data.artefacts import (
+    REPORT,
     judge_dir,
     load_face_crops,
     split_faces,
@@ -114,7 +115,6 @@ def stargan_config(profile: str, classes: tuple[str, ...], seed: int = 0, num_it
 SMOKE_BELOW = 5000  # `auto`: fewer real training faces than this is a demo: smoke profile
 SCORE_SOURCES = 60  # held-back faces per class that rate every checkpoint
 REPORT_SOURCES = 100  # held-back faces per class that the quality report is measured on
-REPORT = "synthetic_report.json"
 
 
 def resolve_profile(profile: str, training_faces: int, cuda: bool) -> str:
