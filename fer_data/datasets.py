@@ -16,9 +16,13 @@ from fer_data import demo
 from fer_data.readers import (
     JAFFE,
     KDEF,
+    AffectNetCsvReader,
+    AffectNetNpyReader,
     CkPlusReader,
+    ExpwReader,
     Fer2013CsvReader,
     FolderReader,
+    RafdbReader,
     RavdessReader,
     Reader,
     parse_ckplus_name,
@@ -63,7 +67,7 @@ REGISTRY: tuple[Dataset, ...] = (
                 "deadskull7/fer2013 (fer2013.csv) or kaggle.com/datasets/msambare/fer2013 "
                 "(image folders); FER+ votes from github.com/microsoft/FERPlus. Research use.")),
     # a repackage of FER2013: its copies lose to FER2013's in de-duplication (rank last)
-    Dataset("face_expression", (FolderReader(),), PRECROPPED, keeper_rank=5,
+    Dataset("face_expression", (FolderReader(),), PRECROPPED, keeper_rank=8,
             demo=demo.face_expression, source=(
                 "Kaggle 'Face expression recognition dataset' (jonathanoheix) or any "
                 "<split>/<class>/ folder set. Licence varies by uploader; it repackages "
@@ -83,6 +87,19 @@ REGISTRY: tuple[Dataset, ...] = (
     Dataset("ravdess", (RavdessReader(),), DETECT, keeper_rank=4, demo=demo.ravdess, source=(
         "RAVDESS, Livingstone & Russo 2018: zenodo.org/record/1188976 "
         "(Video_Speech_Actor_XX.zip, Video_Song_Actor_XX.zip). CC BY-NC-SA 4.0.")),
+    # the in-the-wild sets give their faces (aligned crops or boxes): the detectors only see
+    # a RAF-DB photograph that comes without its box file
+    Dataset("rafdb", (RafdbReader(),), DETECT, keeper_rank=5, demo=demo.rafdb, source=(
+        "RAF-DB (Real-world Affective Faces), Li et al. CVPR 2017: request from "
+        "whdeng.cn/RAF/model1.html (basic and compound sets). Non-commercial research only.")),
+    Dataset("affectnet", (AffectNetCsvReader(), AffectNetNpyReader()), DETECT, keeper_rank=6,
+            demo=demo.affectnet, source=(
+                "AffectNet, Mollahosseini et al. 2017: request from mohammadmahoor.com/"
+                "affectnet (Manually_Annotated_Images + file lists, or the train_set/val_set "
+                "release). Non-commercial research only.")),
+    Dataset("expw", (ExpwReader(),), DETECT, keeper_rank=7, demo=demo.expw, source=(
+        "ExpW (Expression in-the-Wild), Zhang et al. IJCV 2018: mmlab.ie.cuhk.edu.hk/projects/"
+        "socialrelation/index.html (origin images + label.lst). Non-commercial research.")),
 )
 
 

@@ -1,6 +1,6 @@
-"""Faces stage: find the face in each image (a detector from fer_data/detectors.py, or none for
-datasets that are already face crops), level the eyes, crop with a margin, and return gray
-crops of a fixed size with their box, landmarks, score and pHash."""
+"""Faces stage: find the face in each image (a detector from fer_data/detectors.py, the box the
+dataset gives, or none for datasets that are already face crops), level the eyes, crop with a
+margin, and return gray crops of a fixed size with their box, landmarks, score and pHash."""
 
 from __future__ import annotations
 
@@ -87,6 +87,21 @@ def passthrough(image: np.ndarray, face_size: int) -> Crop:
                                              float(y0 + side)), None, float("nan"), 1, "none")
 
 
+def given_crop(image: np.ndarray, given: dict, options: CropOptions) -> Crop:
+    """The face where the dataset says it is (a raw_images `given_face`): its box with
+    options.margin on each side, eyes levelled where the dataset gives them. Coordinates come
+    in the file's pixels and are moved into the stored image's (a cut-out region)."""
+    if given["whole_image"]:
+        return passthrough(image, options.face_size)
+    dx, dy = given["offset"]
+    x1, y1, x2, y2 = given["box"]
+    eyes = given["eyes"]
+    landmarks = None if eyes is None else np.array(eyes, np.float32).reshape(2, 2) - (dx, dy)
+    score = float("nan") if given["score"] is None else float(given["score"])
+    face = Face((x1 - dx, y1 - dy, x2 - dx, y2 - dy), score, landmarks)
+    return Crop(align_and_crop(image, face, options), face.box, landmarks, score, 1, "given")
+
+
 def crop_faces(images: Sequence[np.ndarray], detectors: Sequence[Detector],
                options: CropOptions) -> list[Crop | None]:
     """Detect and crop one face per image, trying each detector in turn on the images the
@@ -155,8 +170,11 @@ def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Dete
         images = [decode_png(r["image"]) for r in records]
         crops: list[Crop | None] = [None] * len(images)
         flags: list[bool | None] = [None] * len(images)
-        pre = [not detectors or max(im.shape[:2]) <= options.precropped_max_side
-               for im in images]
+        given = {i: r["given_face"] for i, r in enumerate(records) if r.get("given_face")}
+        for i, face in given.items():
+            crops[i], flags[i] = given_crop(images[i], face, options), True
+        pre = [i not in given and (not detectors or max(im.shape[:2]) <=
+                                   options.precropped_max_side) for i, im in enumerate(images)]
         precropped = [i for i, p in enumerate(pre) if p]
         for i in precropped:
             crops[i] = passthrough(images[i], options.face_size)
@@ -164,7 +182,7 @@ def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Dete
             found = faces_found(quality, [images[i] for i in precropped])
             for i, flag in zip(precropped, found, strict=True):
                 flags[i] = bool(flag)
-        detect = [i for i, p in enumerate(pre) if not p]
+        detect = [i for i, p in enumerate(pre) if not p and i not in given]
         errors: dict[int, Exception] = {}
         for i, crop in zip(detect, _crops_or_errors([images[i] for i in detect], detectors,
                                                     options), strict=True):
@@ -192,12 +210,15 @@ def build_face_table(batches: Iterable[pa.RecordBatch], detectors: Sequence[Dete
 
 def _face_row(record: dict, crop: Crop, flag: bool | None, keys: dict,
               options: CropOptions) -> dict:
-    row = {k: v for k, v in record.items() if k != "image"}
+    row = {k: v for k, v in record.items() if k not in ("image", "given_face")}
+    # boxes and landmarks in the original file's pixels (the stored image may be a region)
+    dx, dy = (record.get("given_face") or {}).get("offset") or (0, 0)
     row.update(
         face=encode_png(crop.face),
         face_size=options.face_size,
-        bbox=[float(v) for v in crop.box],
-        landmarks=None if crop.landmarks is None else crop.landmarks.astype(float).ravel().tolist(),
+        bbox=[float(v) + d for v, d in zip(crop.box, (dx, dy, dx, dy), strict=True)],
+        landmarks=None if crop.landmarks is None else
+        (crop.landmarks.astype(float) + (dx, dy)).ravel().tolist(),
         detector=crop.detector,
         det_score=None if math.isnan(crop.score) else crop.score,
         n_faces=crop.n_faces,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +41,10 @@ class Encoded:
     png: bytes
     width: int
     height: int
+    offset: tuple[int, int] = (0, 0)  # the stored image's top-left corner in the file's pixels
+
+# a part of an image to keep: x1, y1, x2, y2 in the file's pixels (cut to the image's bounds)
+Region = tuple[float, float, float, float]
 
 
 def normalize_mode(image: Image.Image) -> Image.Image:
@@ -79,11 +84,14 @@ def decode_png(data: bytes) -> np.ndarray:
         return np.asarray(im)
 
 
-def load_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Encoded:
-    """Decode one image file fully (truncation is caught here, not later) and re-encode it.
-    Every way a file can fail becomes a BadImage with a reason: it cannot be opened
-    (`unreadable`: a broken link, a file gone since listing, no permission, a folder),
-    is no image, is truncated or corrupt, or is too large."""
+def load_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS,
+              region: Region | None = None) -> Encoded:
+    """Decode one image file fully (truncation is caught here, not later) and re-encode it,
+    or only `region` of it (a face with its context, where a dataset gives several faces per
+    photograph). Every way a file can fail becomes a BadImage with a reason: it cannot be
+    opened (`unreadable`: a broken link, a file gone since listing, no permission, a folder),
+    is no image, is truncated or corrupt, is too large, or the region lies outside it
+    (`bad_box`)."""
     try:
         with Image.open(path) as im:
             if im.width * im.height > max_pixels:
@@ -101,31 +109,42 @@ def load_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Encoded:
         raise BadImage("unreadable", f"{type(exc).__name__}: {exc}") from exc
     except (OSError, SyntaxError, ValueError, MemoryError) as exc:
         raise BadImage("corrupt_image", f"{type(exc).__name__}: {exc}") from exc
+    offset = (0, 0)
+    if region is not None:
+        x1, y1 = max(int(region[0]), 0), max(int(region[1]), 0)
+        x2, y2 = min(int(math.ceil(region[2])), im.width), min(int(math.ceil(region[3])),
+                                                                im.height)
+        if x2 - x1 < 8 or y2 - y1 < 8:
+            raise BadImage("bad_box", f"the face box {[round(v, 1) for v in region]} (with "
+                           f"its context) lies outside the {im.width}x{im.height} image")
+        im, offset = im.crop((x1, y1, x2, y2)), (x1, y1)
     if im.width < 8 or im.height < 8:
         raise BadImage("too_small", f"{im.width}x{im.height} pixels")
-    return Encoded(encode_png(im), im.width, im.height)
+    return Encoded(encode_png(im), im.width, im.height, offset)
 
 
-def safe_load(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Encoded | BadImage:
+def safe_load(path: str | os.PathLike, max_pixels: int = MAX_PIXELS,
+              region: Region | None = None) -> Encoded | BadImage:
     """load_file at the per-file boundary: nothing one file does stops the others."""
     try:
-        return load_file(path, max_pixels)
+        return load_file(path, max_pixels, region)
     except BadImage as exc:
         return exc
     except Exception as exc:  # anything else a decoder raises, reported with its type
         return BadImage("unreadable", f"{type(exc).__name__}: {exc}")
 
 
-def load_many(paths: list[Path], workers: int | None = None,
-              max_pixels: int = MAX_PIXELS) -> Iterator[Encoded | BadImage]:
+def load_many(paths: list[Path], workers: int | None = None, max_pixels: int = MAX_PIXELS,
+              regions: list[Region | None] | None = None) -> Iterator[Encoded | BadImage]:
     """`load_file` over many files, in order; failures come back as `BadImage` values rather
     than stopping the batch. Large batches use a process pool: decoding a 48x48 JPEG is mostly
     Python overhead, which threads cannot spread over cores."""
     workers = workers or os.cpu_count() or 1
     limits = [max_pixels] * len(paths)
+    regions = regions or [None] * len(paths)
     if workers < 2 or len(paths) < PARALLEL_MIN:
-        yield from map(safe_load, paths, limits)
+        yield from map(safe_load, paths, limits, regions)
         return
     context = multiprocessing.get_context("spawn")  # safe inside threaded hosts like Dagster
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        yield from pool.map(safe_load, paths, limits, chunksize=256)
+        yield from pool.map(safe_load, paths, limits, regions, chunksize=256)

@@ -20,7 +20,8 @@ from fer_data.readers.base import is_ignored, relpath, walk_files
 BAD_INPUT_REASONS = frozenset({"corrupt_image", "not_an_image", "too_small", "bad_pixel_count",
                                "bad_pixels", "unknown_label", "unparsable_name", "corrupt_video",
                                "bad_label_file", "too_large", "unreadable", "unknown_split",
-                               "short_row", "long_row"})
+                               "short_row", "long_row", "bad_label_line", "missing_image",
+                               "repeated_line", "bad_box", "unlabeled"})
 
 
 class LayoutError(ValueError):

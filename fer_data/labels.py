@@ -71,6 +71,48 @@ RAVDESS_CODES: dict[int, str] = {
     8: "surprise",
 }
 
+# RAF-DB basic, EmoLabel/list_patition_label.txt
+RAFDB_CODES: dict[int, str] = {
+    1: "surprise",
+    2: "fear",
+    3: "disgust",
+    4: "happy",
+    5: "sad",
+    6: "angry",
+    7: "neutral",
+}
+# RAF-DB compound, the same file name in compound/EmoLabel/: two-word expressions the seven
+# classes cannot hold (its rows become compound_expression rejects)
+RAFDB_COMPOUND: dict[int, str] = {
+    1: "happily surprised",
+    2: "happily disgusted",
+    3: "sadly fearful",
+    4: "sadly angry",
+    5: "sadly surprised",
+    6: "sadly disgusted",
+    7: "fearfully angry",
+    8: "fearfully surprised",
+    9: "angrily surprised",
+    10: "angrily disgusted",
+    11: "disgustedly surprised",
+}
+
+# ExpW, data/label/label.lst: the FER2013 order
+EXPW_CODES: dict[int, str] = dict(enumerate(FER7))
+
+# AffectNet expression codes; 8-10 are not expressions (their rows become rejects)
+AFFECTNET_CODES: dict[int, str] = {
+    0: "neutral",
+    1: "happy",
+    2: "sad",
+    3: "surprise",
+    4: "fear",
+    5: "disgust",
+    6: "angry",
+    7: "contempt",
+}
+AFFECTNET_NOT_EXPRESSIONS: dict[int, str] = {8: "none", 9: "uncertain", 10: "no_face"}
+
 # FER+ (fer2013new.csv) vote columns, in file order.
 FERPLUS_COLUMNS: dict[str, str | None] = {
     "neutral": "neutral",

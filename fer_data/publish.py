@@ -29,7 +29,8 @@ from fer_data.schema import CURATED, SPLITS, hf_features
 
 ROW_GROUP = 1024  # rows per Parquet row group: the unit CuratedFaces reads lazily
 # what the publish stage reads of every face_crops table
-PUBLISH_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id", "face"]
+PUBLISH_COLUMNS = ["image_id", "dataset", "source_path", "label", "subject_id", "face", "bbox",
+                   "valence", "arousal"]
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,26 @@ class PublishResult:
 def publish_rows(faces: pa.Table, splits: pa.Table,
                  synthetic: pa.Table | None = None) -> pa.Table:
     """Kept real faces with their split, plus synthetic rows (training split only)."""
-    real = splits.select(["image_id", "split"]).join(faces.select(PUBLISH_COLUMNS), "image_id")
+    # a take by position, not Table.join: Acero cannot carry the fixed-size bbox column
+    position = {image_id: n for n, image_id in enumerate(faces.column("image_id").to_pylist())}
+    wanted = splits.column("image_id").to_pylist()
+    missing = [i for i in wanted if i not in position]
+    if missing:
+        raise ValueError(f"{len(missing)} split rows have no face in face_crops (e.g. "
+                         f"{missing[0]}): materialize face_crops and splits again")
+    real = faces.select(PUBLISH_COLUMNS).take([position[i] for i in wanted])
+    real = real.append_column("split", splits.column("split"))
     real = real.append_column("is_synthetic", pa.array([False] * real.num_rows))
     real = real.append_column("source_image_id", pa.nulls(real.num_rows, pa.string()))
     real = real.append_column("generator", pa.nulls(real.num_rows, pa.string()))
     if synthetic is None or synthetic.num_rows == 0:
         return real
-    extra = synthetic.select(real.column_names)
+    extra = synthetic.select([c for c in real.column_names if c in synthetic.column_names])
+    for name in real.column_names:  # what only a real face has (its box, AffectNet's affect)
+        if name not in extra.column_names:
+            extra = extra.append_column(real.schema.field(name),
+                                        pa.nulls(extra.num_rows, real.schema.field(name).type))
+    extra = extra.select(real.column_names)
     if set(extra.column("split").to_pylist()) - {"train"}:
         raise ValueError("synthetic faces may only join the training split")
     return pa.concat_tables([real, extra.cast(real.schema)])
@@ -100,8 +114,8 @@ def card_facts(rows: pa.Table, index: pa.Table, splits: pa.Table,
 
 def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dict[str, int]]:
     """Rows (image_id, dataset, source_path, label, subject_id, split, face, is_synthetic,
-    source_image_id, generator) -> the curated schema, ordered by split then image_id; plus
-    what was excluded."""
+    source_image_id, generator, bbox, valence, arousal) -> the curated schema, ordered by
+    split then image_id; plus what was excluded."""
     names = class_names(options.class_set)
     excluded: Counter = Counter()
     out = []
@@ -122,6 +136,9 @@ def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dic
             "source_image_id": r.get("source_image_id"),
             "generator": r.get("generator"),
             "image_id": r["image_id"],
+            "bbox": r.get("bbox"),
+            "valence": r.get("valence"),
+            "arousal": r.get("arousal"),
         })
     out.sort(key=lambda r: (SPLITS.index(r["split"]), r["image_id"]))
     return pa.Table.from_pylist(out, schema=CURATED), dict(excluded)

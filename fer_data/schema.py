@@ -31,6 +31,17 @@ RAW_IMAGE = pa.schema(
         pa.field("height", pa.int32(), nullable=False),
         # Dataset-specific attributes (pose, intensity, FER+ votes, frame time, ...) as JSON.
         pa.field("attributes", pa.string()),
+        # where the dataset says the face is (readers.base.GivenFace), in the original file's
+        # pixels; null where the faces stage detects it
+        pa.field("given_face", pa.struct([
+            pa.field("box", pa.list_(pa.float32(), 4)),
+            pa.field("eyes", pa.list_(pa.float32(), 4)),  # left x, y, right x, y
+            pa.field("score", pa.float32()),
+            pa.field("whole_image", pa.bool_()),
+            pa.field("offset", pa.list_(pa.int32(), 2)),  # the stored image's corner in the file
+        ])),
+        pa.field("valence", pa.float32()),  # AffectNet's continuous labels, -1..1
+        pa.field("arousal", pa.float32()),
     ]
 )
 
@@ -54,7 +65,7 @@ def reject_table(rows: Iterable[dict] = ()) -> pa.Table:
 # A face crop: the raw record's identity and labels (without the full source image), plus the
 # crop and how it was found.
 FACE = pa.schema(
-    [field for field in RAW_IMAGE if field.name != "image"]
+    [field for field in RAW_IMAGE if field.name not in ("image", "given_face")]
     + [
         pa.field("face", pa.binary(), nullable=False),  # gray PNG, face_size x face_size
         pa.field("face_size", pa.int32(), nullable=False),
@@ -138,6 +149,10 @@ CURATED = pa.schema([
     pa.field("source_image_id", pa.string()),
     pa.field("generator", pa.string()),
     pa.field("image_id", pa.string()),
+    # the face's box in the original file's pixels (x1, y1, x2, y2; a synthetic row: null)
+    pa.field("bbox", pa.list_(pa.float32(), 4)),
+    pa.field("valence", pa.float32()),  # AffectNet's continuous labels; null elsewhere
+    pa.field("arousal", pa.float32()),
 ])
 
 
@@ -148,5 +163,9 @@ def hf_features(names: tuple[str, ...]) -> dict:
     features = {field.name: value for field in CURATED}
     features.update(image={"_type": "Image"},
                     label={"names": list(names), "_type": "ClassLabel"},
-                    is_synthetic={"dtype": "bool", "_type": "Value"})
+                    is_synthetic={"dtype": "bool", "_type": "Value"},
+                    bbox={"feature": {"dtype": "float32", "_type": "Value"}, "length": 4,
+                          "_type": "Sequence"},
+                    valence={"dtype": "float32", "_type": "Value"},
+                    arousal={"dtype": "float32", "_type": "Value"})
     return {"info": {"features": features}}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fer_data.demo import wild
 from fer_data.demo.draw import (
     EXPRESSIONS,
     Identity,
@@ -114,6 +115,18 @@ def jaffe(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
 
 def ravdess(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
     return _write_ravdess(folder, cast.people[14:14 + cast.spec.ravdess_actors], cast.spec, rng)
+
+
+def rafdb(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
+    return wild.rafdb(folder, cast.crowd, rng)
+
+
+def expw(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
+    return wild.expw(folder, cast.crowd, rng)
+
+
+def affectnet(folder: Path, cast: Cast, rng: np.random.Generator) -> int:
+    return wild.affectnet(folder, cast.crowd, rng)
 
 
 def tight_face(ident: Identity, expression: str, rng: np.random.Generator) -> np.ndarray:

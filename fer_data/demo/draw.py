@@ -127,6 +127,20 @@ def random_pose(rng: np.random.Generator, amount: float = 1.0) -> Pose:
     )
 
 
+def face_geometry(identity: Identity, pose: Pose, size: tuple[int, int]) -> dict:
+    """Where draw_face puts the face in its output (before roll): the box x1, y1, x2, y2 of
+    the face oval and the two eye centres, image-left first; the demo's given boxes and
+    landmarks (RAF-DB, ExpW, AffectNet) come from here."""
+    width, height = size
+    unit = height * pose.scale
+    cx, cy = width / 2 + pose.dx * width, height / 2 + pose.dy * height
+    fw, fh = identity.face_w * unit, identity.face_h * unit
+    shift = pose.yaw * fw * 0.35
+    eye_y = cy - 0.12 * fh
+    eyes = [(cx + shift + side * identity.eye_spacing * fw, eye_y) for side in (-1, 1)]
+    return {"box": (cx - fw, cy - fh, cx + fw, cy + fh), "eyes": eyes}
+
+
 def draw_face(
     identity: Identity,
     expression: Expression | str,

@@ -27,10 +27,48 @@ SPLIT_SYNONYMS: dict[str, str] = {
 IGNORED_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 
 
-def image_id(dataset: str, rel_path: str, frame_index: int | None = None) -> str:
-    """Stable across machines and runs: a hash of where the image came from."""
+def image_id(dataset: str, rel_path: str, frame_index: int | None = None,
+             face_key: str | None = None) -> str:
+    """Stable across machines and runs: a hash of where the image came from (and which of its
+    faces, where a dataset labels several faces in one photograph)."""
     key = f"{dataset}/{rel_path}#{'' if frame_index is None else frame_index}"
+    if face_key is not None:
+        key += f"@{face_key}"
     return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+# Where a dataset gives a face's box, the stored image is the box plus this much context on
+# each side (a fraction of the box's size): room for the crop margin and the eye levelling of
+# the faces stage, without storing the whole photograph once per face.
+BOX_CONTEXT = 0.5
+
+
+@dataclass(frozen=True)
+class GivenFace:
+    """Where the dataset says the face is, in the ORIGINAL file's pixels. `whole_image` means
+    the file is already an aligned face crop (RAF-DB's aligned set, AffectNet's new release):
+    the faces stage passes it through instead of cropping again."""
+
+    box: tuple[float, float, float, float] | None = None  # x1, y1, x2, y2
+    eyes: tuple[tuple[float, float], tuple[float, float]] | None = None  # image-left eye first
+    score: float | None = None  # the dataset's own confidence in the box (ExpW)
+    key: str | None = None  # which face of the photograph (ExpW's face_id)
+    whole_image: bool = False
+
+    def region(self) -> tuple[float, float, float, float] | None:
+        """The part of the file to store: the box with BOX_CONTEXT on each side."""
+        if self.box is None or self.whole_image:
+            return None
+        x1, y1, x2, y2 = self.box
+        pad = BOX_CONTEXT * max(x2 - x1, y2 - y1)
+        return (x1 - pad, y1 - pad, x2 + pad, y2 + pad)
+
+    def column(self, offset: tuple[int, int]) -> dict[str, Any]:
+        """The raw_images `given_face` value; `offset` is the stored image's top-left corner
+        in the file (where a region was cut)."""
+        return {"box": list(self.box) if self.box else None,
+                "eyes": [v for point in self.eyes for v in point] if self.eyes else None,
+                "score": self.score, "whole_image": self.whole_image, "offset": list(offset)}
 
 
 @dataclass
@@ -48,10 +86,16 @@ class Record:
     official_split: str | None = None
     frame_index: int | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    given_face: GivenFace | None = None
+    offset: tuple[int, int] = (0, 0)  # the stored image's top-left corner in the file
+    valence: float | None = None  # AffectNet's continuous labels, -1..1
+    arousal: float | None = None
 
     def row(self) -> dict[str, Any]:
+        given = self.given_face
         return {
-            "image_id": image_id(self.dataset, self.source_path, self.frame_index),
+            "image_id": image_id(self.dataset, self.source_path, self.frame_index,
+                                 given.key if given else None),
             "dataset": self.dataset,
             "source_path": self.source_path,
             "frame_index": self.frame_index,
@@ -63,6 +107,9 @@ class Record:
             "width": self.width,
             "height": self.height,
             "attributes": json.dumps(self.attributes, sort_keys=True) if self.attributes else None,
+            "given_face": given.column(self.offset) if given else None,
+            "valence": self.valence,
+            "arousal": self.arousal,
         }
 
 
@@ -132,17 +179,24 @@ class FileSpec:
     official_split: str | None = None
     frame_index: int | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    given_face: GivenFace | None = None
+    valence: float | None = None
+    arousal: float | None = None
 
 
 def decode_specs(
     specs: list[FileSpec], root: Path, dataset: str, options: ReadOptions
 ) -> Iterator[Record | Reject]:
     """Decode the files behind `specs` in parallel and turn each into a Record or a Reject."""
-    decoded = load_many([s.path for s in specs], options.workers, options.max_pixels)
+    regions = [s.given_face.region() if s.given_face else None for s in specs]
+    decoded = load_many([s.path for s in specs], options.workers, options.max_pixels,
+                        regions if any(regions) else None)
     for spec, result in zip(specs, decoded, strict=True):
         rel = relpath(spec.path, root)
         if isinstance(result, BadImage):
-            yield Reject(dataset, rel, result.reason, result.detail)
+            face = f" (face {spec.given_face.key})" if spec.given_face and \
+                spec.given_face.key is not None else ""
+            yield Reject(dataset, rel, result.reason, result.detail + face)
             continue
         yield record_from(spec, result, rel, dataset)
 
@@ -160,6 +214,10 @@ def record_from(spec: FileSpec, encoded: Encoded, rel: str, dataset: str) -> Rec
         official_split=spec.official_split,
         frame_index=spec.frame_index,
         attributes=spec.attributes,
+        given_face=spec.given_face,
+        offset=encoded.offset,
+        valence=spec.valence,
+        arousal=spec.arousal,
     )
 
 
@@ -196,3 +254,20 @@ def is_image(path: Path) -> bool:
 
 def is_ignored(path: Path) -> bool:
     return path.name.lower() in IGNORED_NAMES or path.name.startswith("._")
+
+
+def find_files(root: Path, name: str, max_depth: int = 4) -> list[Path]:
+    """Every file called `name` under root, at most max_depth folders down, shallowest first:
+    a label file is found wherever the user unpacked the download inside the dataset folder."""
+    found, level = [], [root]
+    for _ in range(max_depth + 1):
+        found += [d / name for d in level if (d / name).is_file()]
+        level = sorted(c for d in level for c in d.iterdir() if c.is_dir()) if level else []
+    return found
+
+
+def text_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of a label file's non-blank lines; undecodable bytes become U+FFFD
+    so that one bad line is one reject, not a failed dataset."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        return [(n, line.strip()) for n, line in enumerate(f, start=1) if line.strip()]
