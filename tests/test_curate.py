@@ -251,6 +251,39 @@ def test_demo_pipeline_publishes_leak_free_splits(published):
     assert "| disgust |" in card and "jaffe" in card and "dropped" in card
 
 
+def test_rafdb_expw_affectnet_published_with_their_labels_splits_and_boxes(published,
+                                                                           demo_raw):
+    root, _ = published
+    rows = pd.concat(pd.read_parquet(root / "curated" / "fer7" / f"{s}.parquet")
+                     for s in ("train", "val", "test"))
+    rows = rows[~rows["is_synthetic"]]
+    assert rows["bbox"].notna().all()
+    # RAF-DB: label and split from the list file, read here on its own
+    codes = {1: "surprise", 2: "fear", 3: "disgust", 4: "happy", 5: "sad", 6: "angry",
+             7: "neutral"}
+    listing = dict(line.split() for line in (demo_raw / "rafdb/basic/EmoLabel/"
+                                             "list_patition_label.txt").read_text().splitlines())
+    rafdb = rows[rows["source_dataset"] == "rafdb"]
+    assert len(rafdb) > 0.8 * len(listing)  # a few may be near-duplicates of other faces
+    for path, label, split in zip(rafdb["source_path"], rafdb["label_name"], rafdb["split"],
+                                  strict=True):
+        name = path.split("/")[-1].replace("_aligned", "")
+        assert (label, split) == (codes[int(listing[name])], name.split("_")[0])
+    # AffectNet: validation.csv is the test split; valence and arousal published
+    affectnet = rows[rows["source_dataset"] == "affectnet"]
+    validation = (demo_raw / "affectnet/Manually_Annotated_file_lists/validation.csv"
+                  ).read_text()
+    assert len(affectnet) > 0
+    for path, split in zip(affectnet["source_path"], affectnet["split"], strict=True):
+        listed = path.removeprefix("Manually_Annotated_Images/") in validation
+        assert split == ("test" if listed else "train")
+    assert affectnet["valence"].notna().all() and rows["valence"].notna().sum() == len(affectnet)
+    # ExpW: no official split, so stratified over all three; one row per labelled face
+    expw = rows[rows["source_dataset"] == "expw"]
+    assert set(expw["split"]) == {"train", "val", "test"}
+    assert expw["source_path"].nunique() < len(expw)
+
+
 def test_published_parquet_reads_in_pyarrow_duckdb_and_torch(published):
     root, _ = published
     folder = root / "curated" / "fer7"

@@ -53,7 +53,7 @@ class FaceConfig(Config):
     group_name="faces",
     kinds={"pytorch", "opencv", "parquet"},
     owners=["team:fer-data"],
-    code_version="2",
+    code_version="3",
     automation_condition=AutomationCondition.eager(),
     check_specs=[AssetCheckSpec("detection_rate", asset="face_crops", blocking=True,
                                 description="share of images with a face, at or above the "
@@ -62,8 +62,9 @@ class FaceConfig(Config):
 def face_crops(context: AssetExecutionContext, config: FaceConfig,
                storage_resource: StorageResource, face_detector: FaceDetector,
                settings: PipelineSettings) -> MaterializeResult:
-    """Aligned gray face crops of one dataset, with box, landmarks, detector score and pHash;
-    images without a face become `no_face` rejects."""
+    """Aligned gray face crops of one dataset, with box, landmarks, detector score and pHash,
+    cut at the dataset's own box where it gives one (RAF-DB, ExpW, AffectNet); images without
+    a face become `no_face` rejects."""
     dataset = context.partition_key
     layout = storage_resource.layout()
     names = [n for n in config.policy.get(dataset, ["mtcnn", "haar"]) if n != "none"]

@@ -73,7 +73,7 @@ class IngestConfig(Config):
     group_name="ingest",
     kinds={"python", "parquet"},
     owners=["team:fer-data"],
-    code_version="1",
+    code_version="2",
     check_specs=[AssetCheckSpec("inputs_accounted", asset="raw_images", blocking=True,
                                 description="every input file or row is a record or a reject")],
 )

@@ -35,7 +35,7 @@ class PublishConfig(Config):
     group_name="publish",
     kinds={"parquet"},
     owners=["team:fer-data"],
-    code_version="2",
+    code_version="3",
     automation_condition=AutomationCondition.eager(),
 )
 def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
