@@ -41,10 +41,62 @@ def _flip_masks(radius: int) -> np.ndarray:
 def near_pairs(queries: np.ndarray, database: np.ndarray, threshold: int,
                same_set: bool) -> np.ndarray:
     """All (query index, database index) pairs with Hamming distance <= threshold, as an (m, 2)
-    int64 array with unique rows. With same_set, queries and database are the same hashes and
-    only pairs i < j are returned."""
+    int64 array with unique rows, sorted. With same_set, queries and database are the same
+    hashes and only pairs i < j are returned.
+
+    Equal hashes are searched once: copies of one picture often share their hash exactly, and
+    at a million faces the candidates of the repeated values would dominate the search."""
     if threshold >= 4 * CHUNKS:
         raise ValueError(f"threshold {threshold} too large for {CHUNKS}-chunk multi-index hashing")
+    q_values, q_of = np.unique(queries, return_inverse=True)
+    if same_set:
+        repeated = np.nonzero(np.bincount(q_of) > 1)[0]  # items sharing a value: distance 0
+        value_pairs = np.concatenate([_search(q_values, q_values, threshold, True),
+                                      np.stack([repeated, repeated], axis=1)])
+        pairs = np.sort(_expand_groups(value_pairs, q_of, q_of), axis=1)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    else:
+        d_values, d_of = np.unique(database, return_inverse=True)
+        pairs = _expand_groups(_search(q_values, d_values, threshold, False), q_of, d_of)
+    return _unique_rows(pairs, max(len(queries), len(database)))
+
+
+def _unique_rows(pairs: np.ndarray, n: int) -> np.ndarray:
+    """np.unique(pairs, axis=0), through one int64 code per pair (several times faster)."""
+    if len(pairs) == 0:
+        return np.zeros((0, 2), np.int64)
+    codes = np.unique(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])
+    return np.stack([codes // n, codes % n], axis=1)
+
+
+def _members(of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices grouped by value id (order) and each id's start in it (CSR)."""
+    order = np.argsort(of, kind="stable")
+    starts = np.zeros(int(of.max(initial=-1)) + 2, np.int64)
+    np.cumsum(np.bincount(of, minlength=len(starts) - 1), out=starts[1:])
+    return order, starts
+
+
+def _expand_groups(value_pairs: np.ndarray, q_of: np.ndarray, d_of: np.ndarray) -> np.ndarray:
+    """Pairs of values -> every pair of the items that carry them."""
+    if len(value_pairs) == 0:
+        return np.zeros((0, 2), np.int64)
+    q_order, q_starts = _members(q_of)
+    d_order, d_starts = _members(d_of)
+    a, b = value_pairs[:, 0], value_pairs[:, 1]
+    na, nb = q_starts[a + 1] - q_starts[a], d_starts[b + 1] - d_starts[b]
+    per = na * nb
+    pair = np.repeat(np.arange(len(a)), per)
+    k = np.arange(per.sum()) - np.repeat(np.cumsum(per) - per, per)
+    i = q_order[q_starts[a][pair] + k // nb[pair]]
+    j = d_order[d_starts[b][pair] + k % nb[pair]]
+    return np.stack([i, j], axis=1)
+
+
+def _search(queries: np.ndarray, database: np.ndarray, threshold: int,
+            same_set: bool) -> np.ndarray:
+    """Multi-index search over (distinct) hashes: candidate pairs from chunk buckets, kept when
+    the full distance is within threshold."""
     radius = threshold // CHUNKS
     masks = _flip_masks(radius)
     found = []
@@ -60,10 +112,7 @@ def near_pairs(queries: np.ndarray, database: np.ndarray, threshold: int,
             probe = q_keys ^ mask
             found.append(_expand(starts[probe], starts[probe + 1], order, queries, database,
                                  threshold, same_set))
-    if not found:
-        return np.zeros((0, 2), np.int64)
-    pairs = np.concatenate(found)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+    return np.concatenate(found) if found else np.zeros((0, 2), np.int64)
 
 
 def _expand(lo, hi, order, queries, database, threshold, same_set) -> np.ndarray:
