@@ -78,8 +78,8 @@ def perturb(face: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray
     """One copy of a 48x48 gray face, processed the way re-exports and augmenting uploaders do."""
     side = face.shape[0]
     if kind == "crop":
-        l, t, r, b = rng.integers(1, 3, 4)
-        return cv2.resize(face[t:side - b, l:side - r], (side, side),
+        left, top, right, bottom = rng.integers(1, 3, 4)
+        return cv2.resize(face[top:side - bottom, left:side - right], (side, side),
                           interpolation=cv2.INTER_LINEAR)
     if kind == "shift":
         dx, dy = rng.integers(-2, 3, 2)
@@ -149,7 +149,8 @@ def build_chunk(task: tuple) -> tuple[pa.Table, list[tuple]]:
     return face_rows(faces, meta), manifest
 
 
-def build_stress(real: StorageLayout, layout: StorageLayout, total: int, work: Path) -> dict:
+def build_stress(real: StorageLayout, layout: StorageLayout, total: int, work: Path,
+                 workers: int) -> dict:
     target = layout.table("face_crops", PARTITION)
     manifest_path = work / "manifest.parquet"
     if Path(target).exists() and manifest_path.exists():
@@ -172,7 +173,7 @@ def build_stress(real: StorageLayout, layout: StorageLayout, total: int, work: P
     partial = Path(str(target) + ".building")
     lines = []
     with pq.ParquetWriter(partial, schema.FACE) as writer, \
-            multiprocessing.get_context("spawn").Pool(os.cpu_count()) as pool:
+            multiprocessing.get_context("spawn").Pool(workers) as pool:
         for n, (table, manifest) in enumerate(pool.imap(build_chunk, tasks), start=1):
             writer.write_table(table, row_group_size=8192)
             lines += manifest
@@ -234,6 +235,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/fer-scale"))
     parser.add_argument("--real", type=Path, default=Path("/tmp/fer-real"))
     parser.add_argument("--imagededup", type=Path, default=Path("/tmp/imagededup"))
+    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+                        help="processes that build the stress set")
+    parser.add_argument("--build-only", action="store_true", help="stop after the stress set")
     args = parser.parse_args()
 
     real, _ = real_pipeline(args.real, [])
@@ -244,9 +248,11 @@ def main() -> None:
     (work / "raw").mkdir(exist_ok=True)
     layout = StorageLayout.from_env(env["FER_RAW_DIR"], env["FER_STORAGE_DIR"],
                                     env["FER_CURATED_DIR"])
-    stress = build_stress(real, layout, args.faces, work)
+    stress = build_stress(real, layout, args.faces, work, args.workers)
     print(f"stress set: {stress['faces']:,} faces in face_crops/{PARTITION}"
           + (f" (built in {stress['built_seconds']:.0f} s)" if stress["built_seconds"] else ""))
+    if args.build_only:
+        return
     steps = {asset: run_step(asset, env) for asset in ("face_index", "splits", "curated_dataset")}
     total = sum(s["seconds"] for s in steps.values())
     found = copies_found(layout, work)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+from upath import UPath
 
-from fer_data import schema
+from fer_data import schema, storage
 from fer_data.datasets import entry
 from fer_data.readers import Reader, ReadOptions, Record
 from fer_data.readers.base import is_ignored, relpath, walk_files
@@ -22,6 +25,9 @@ BAD_INPUT_REASONS = frozenset({"corrupt_image", "not_an_image", "too_small", "ba
                                "bad_label_file", "too_large", "unreadable", "unknown_split",
                                "short_row", "long_row", "bad_label_line", "missing_image",
                                "repeated_line", "bad_box", "unlabeled"})
+
+
+WRITE_ROWS = 512  # records per row group when ingest streams into its table
 
 
 class LayoutError(ValueError):
@@ -79,9 +85,15 @@ def choose_reader(dataset: str, folder: Path) -> Reader:
     )
 
 
-def ingest_dataset(raw_dir: Path, dataset: str, options: ReadOptions | None = None) -> IngestResult:
+def ingest_dataset(raw_dir: Path, dataset: str, options: ReadOptions | None = None,
+                   write_to: UPath | None = None,
+                   before_commit: Callable[[pa.Table], None] | None = None) -> IngestResult:
     """Read raw/<dataset>/ with the first reader that recognises its layout.
 
+    With `write_to`, records are streamed into that Parquet file (atomically, WRITE_ROWS at a
+    time: AffectNet's hundreds of thousands of photographs never sit in memory together) and
+    the result's `records` holds every column but `image`; without it, the whole table.
+    `before_commit(rejects)` may raise to leave `write_to` as it was (on_bad_file=error).
     Returns zero rows (with a note saying where to get the data) when the folder is absent or
     empty; raises `LayoutError` when it holds something unrecognisable or raw_dir is not a folder.
     """
@@ -93,24 +105,41 @@ def ingest_dataset(raw_dir: Path, dataset: str, options: ReadOptions | None = No
     if folder.exists() and not folder.is_dir():
         raise LayoutError(f"{folder} is a file; expected a folder: {expected_layouts(dataset)}")
     if not folder.is_dir() or not any(p for p in walk_files(folder) if not is_ignored(p)):
-        return IngestResult(dataset, _table([], schema.RAW_IMAGE), _table([], schema.REJECT),
-                            None, 0, note=missing_note(dataset, folder))
+        empty = _table([], schema.RAW_IMAGE)
+        if write_to is not None:
+            storage.write_table(empty, write_to)
+        return IngestResult(dataset, empty, _table([], schema.REJECT), None, 0,
+                            note=missing_note(dataset, folder))
 
     reader = choose_reader(dataset, folder)
     scan = reader.scan(folder, dataset, options)
     records: list[dict] = []
     rejects: list[dict] = []
     seen: set[str] = set()
-    for outcome in scan.outcomes:
-        (records if isinstance(outcome, Record) else rejects).append(outcome.row())
-        seen.add(outcome.source_path)
+    with ExitStack() as stack:
+        writer = None if write_to is None else \
+            stack.enter_context(storage.table_writer(write_to, schema.RAW_IMAGE))
+        for outcome in scan.outcomes:
+            (records if isinstance(outcome, Record) else rejects).append(outcome.row())
+            seen.add(outcome.source_path)
+            if writer is not None and len(records) >= WRITE_ROWS:
+                writer.write_table(_table(records, schema.RAW_IMAGE))
+                records.clear()
+        if writer is not None:
+            writer.write_table(_table(records, schema.RAW_IMAGE))
+        if before_commit is not None:
+            before_commit(_table(rejects, schema.REJECT))
+    if write_to is not None:  # what the caller needs of the written rows: all but the pixels
+        records = storage.read_table(write_to, [n for n in schema.RAW_IMAGE.names
+                                                if n != "image"]).to_pylist()
     inputs = set(scan.inputs)
     used = inputs | set(scan.consumed)
     unused = [relpath(p, folder) for p in walk_files(folder)
               if not is_ignored(p) and relpath(p, folder) not in used]
     return IngestResult(
         dataset=dataset,
-        records=_table(records, schema.RAW_IMAGE),
+        records=_table(records, schema.RAW_IMAGE) if write_to is None else
+        pa.Table.from_pylist(records),
         rejects=_table(rejects, schema.REJECT),
         reader=reader.name,
         inputs=len(scan.inputs),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +109,30 @@ def write_table(table: pa.Table, path: UPath, metadata: dict[str, str] | None = 
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+@contextmanager
+def table_writer(path: UPath, table_schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A Parquet file written a batch at a time (a table too large to hold whole), committed
+    atomically when the block ends without an error: locally a file beside the target renamed
+    over it; on an object store one upload, made only when the writer closes cleanly."""
+    if not is_local(path):
+        buffer = pa.BufferOutputStream()
+        with pq.ParquetWriter(buffer, table_schema, compression="zstd") as writer:
+            yield writer
+        atomic_write_bytes(path, buffer.getvalue().to_pybytes())
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with pq.ParquetWriter(tmp, table_schema, compression="zstd") as writer:
+            yield writer
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise write_error(target, exc) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _remove_versions(final: Path, keep: str) -> None:

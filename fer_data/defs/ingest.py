@@ -4,6 +4,7 @@
 from collections import Counter
 from typing import Literal
 
+import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -84,13 +85,18 @@ def raw_images(context: AssetExecutionContext, config: IngestConfig,
     dataset = context.partition_key
     layout = storage_resource.layout()
     fingerprint = folder_fingerprint(layout.raw_dir / dataset)
+    table_path = layout.table("raw_images", dataset)
+
+    def refuse_bad_files(rejects: pa.Table) -> None:  # before the table replaces the old one
+        bad = dict(Counter(r for r in rejects.column("reason").to_pylist()
+                           if r in BAD_INPUT_REASONS))
+        if config.on_bad_file == "error" and bad:
+            raise Failure(f"{dataset}: bad inputs {bad} (on_bad_file=error)",
+                          metadata={"rejects": counts_table(bad, "reason")})
+
     with stopwatch() as timing:
-        result = ingest_dataset(layout.raw_dir, dataset, config.read_options())
-    bad = {r: n for r, n in result.rejects_by_reason().items() if r in BAD_INPUT_REASONS}
-    if config.on_bad_file == "error" and bad:
-        raise Failure(f"{dataset}: bad inputs {bad} (on_bad_file=error)",
-                      metadata={"rejects": counts_table(bad, "reason")})
-    table_path = storage.write_table(result.records, layout.table("raw_images", dataset))
+        result = ingest_dataset(layout.raw_dir, dataset, config.read_options(), table_path,
+                                refuse_bad_files)
     rejects_path = storage.write_table(result.rejects, layout.rejects("raw_images", dataset))
     if result.note:
         context.log.warning(result.note)
