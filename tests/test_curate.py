@@ -264,7 +264,10 @@ def test_rafdb_expw_affectnet_published_with_their_labels_splits_and_boxes(publi
     listing = dict(line.split() for line in (demo_raw / "rafdb/basic/EmoLabel/"
                                              "list_patition_label.txt").read_text().splitlines())
     rafdb = rows[rows["source_dataset"] == "rafdb"]
-    assert len(rafdb) > 0.8 * len(listing)  # a few may be near-duplicates of other faces
+    index = pq.read_table(root / "storage" / "face_index" / "all.parquet").to_pandas()
+    indexed = index[index["dataset"] == "rafdb"]
+    assert len(indexed) == len(listing)  # every listed face indexed; published or dropped
+    assert len(rafdb) == (indexed["drop_reason"].isna()).sum() >= 0.75 * len(listing)
     for path, label, split in zip(rafdb["source_path"], rafdb["label_name"], rafdb["split"],
                                   strict=True):
         name = path.split("/")[-1].replace("_aligned", "")

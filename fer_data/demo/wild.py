@@ -24,7 +24,19 @@ AFFECT = {"neutral": (0.0, 0.0), "happy": (0.7, 0.3), "sad": (-0.6, -0.3),
 
 
 def _person(people: list[Identity], rng: np.random.Generator) -> Identity:
-    return people[int(rng.integers(len(people)))]
+    """Someone from the crowd, photographed in the wild: a background of their own and hair
+    that varies, so that two pictures of one person are not near-duplicates."""
+    person = people[int(rng.integers(len(people)))]
+    shade = int(rng.integers(40, 250))
+    return replace(person, background=(shade, shade, shade),
+                   hair_volume=float(rng.uniform(0.0, 0.1)))
+
+
+def _pose(rng: np.random.Generator):
+    """In-the-wild variety: head pose, framing and strong side light (eyes kept level: the
+    demo's given boxes and landmarks are those of an upright face)."""
+    pose = random_pose(rng, amount=1.8)
+    return replace(pose, roll_deg=0.0, light_strength=float(rng.uniform(0.1, 0.45)))
 
 
 def rafdb(folder: Path, people: list[Identity], rng: np.random.Generator) -> int:
@@ -54,12 +66,12 @@ def rafdb(folder: Path, people: list[Identity], rng: np.random.Generator) -> int
 
 def _rafdb_image(set_root: Path, name: str, label: str, person: Identity,
                  rng: np.random.Generator) -> None:
-    pose = random_pose(rng, amount=1.0)
-    aligned = draw_face(person, label, replace(pose, roll_deg=0.0, dx=0.0, dy=0.0, scale=1.4),
+    pose = _pose(rng)
+    aligned = draw_face(person, label, replace(pose, dx=0.0, dy=0.0, scale=1.4),
                         size=(100, 100), rng=rng)
     _save(set_root / "Image" / "aligned" / f"{name}_aligned.jpg", aligned)
     size = (int(rng.integers(150, 220)), int(rng.integers(170, 240)))
-    photo = draw_face(person, label, replace(pose, roll_deg=0.0), size=size, rng=rng)
+    photo = draw_face(person, label, pose, size=size, rng=rng)
     _save(set_root / "Image" / "original" / f"{name}.jpg", photo)
     geometry = face_geometry(person, pose, size)
     _write(set_root / "Annotation" / "boundingbox" / f"{name}_boundingbox.txt",
@@ -85,8 +97,7 @@ def expw(folder: Path, people: list[Identity], rng: np.random.Generator) -> int:
             side = int(rng.integers(100, 130))
             x0, y0 = 20 + face_id * 135, int(rng.integers(10, 260 - side - 10))
             code = int(rng.integers(len(EXPW_CODES)))
-            person, pose = _person(people, rng), random_pose(rng, amount=0.8)
-            pose = replace(pose, roll_deg=0.0)
+            person, pose = _person(people, rng), _pose(rng)
             canvas[y0:y0 + side, x0:x0 + side] = draw_face(person, EXPW_CODES[code], pose,
                                                            size=(side, side), rng=rng)
             x1, y1, x2, y2 = face_geometry(person, pose, (side, side))["box"]
@@ -106,7 +117,7 @@ def affectnet(folder: Path, people: list[Identity], rng: np.random.Generator) ->
         code = codes[int(index)]
         label = AFFECTNET_CODES.get(code, "neutral")
         size = (int(rng.integers(160, 240)),) * 2
-        person, pose = _person(people, rng), replace(random_pose(rng, 1.0), roll_deg=0.0)
+        person, pose = _person(people, rng), _pose(rng)
         rel = f"{int(rng.integers(1, 1000))}/{rng.bytes(20).hex()}.jpg"
         _save(folder / "Manually_Annotated_Images" / rel, draw_face(person, label, pose,
                                                                       size=size, rng=rng))
