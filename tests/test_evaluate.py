@@ -133,8 +133,9 @@ def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeli
     for variant, record in by.items():
         with_synthetic = variant.startswith("stargan")
         assert (record["synthetic_rows"] > 0) == with_synthetic
-        assert record["train_counts"]["disgust"] == (counts["fear"] if with_synthetic
-                                                     else counts["disgust"])
+        # the synthetic rows published (the gate may fall short of fear's count) join disgust
+        assert record["train_counts"]["disgust"] == counts["disgust"] + record["synthetic_rows"]
+        assert record["train_counts"]["disgust"] <= counts["fear"]
         assert record.keys() >= {
             "model", "variant", "seed", "accuracy", "macro_f1", "disgust_f1"}
     # the stargan runs name the generator their synthetic rows came from
