@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from test_executors import BIN, CURATE, pipeline_env
 
 REPO = Path(__file__).resolve().parents[1]
-KILL_AFTER = (3.0, 6.0, 9.0, 12.0, 16.0)  # seconds: start-up, reading, writing
+KILL_AFTER = (3.0, 7.0, 11.0, 15.0)  # seconds: start-up, reading, writing
 
 
 def launch(env: dict[str, str], args: list[str]) -> subprocess.Popen:

@@ -58,6 +58,7 @@ def test_fer4_nhsa_with_its_own_target_runs_to_curated(demo_pipeline, tmp_path):
                  "settings": PipelineSettings(class_set="fer4_nhsa", target_class="sad",
                                               top_up_to="max")}
     config = {"ops": {"stargan_model": {"config": {"num_iters": 20}},
+                      "expression_judge": {"config": {"epochs": 1, "min_steps": 20}},
                       "synthetic_faces": {"config": {"use_ineligible_generator": True}}}}
     result = materialize([a for a in d.assets if a.key.to_user_string() in UNPARTITIONED],
                          resources=resources, run_config=config,

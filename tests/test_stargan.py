@@ -467,7 +467,8 @@ def test_synthetic_faces_pass_the_judge_gate_balance_training_and_trace_provenan
     train_counts = curated["train"]["label_name"].value_counts()
     real = curated["train"][~curated["train"]["is_synthetic"]]["label_name"].value_counts()
     assert real["disgust"] < real["fear"]
-    assert train_counts["disgust"] == train_counts["fear"]  # topped up to the fear count
+    # topped up towards the fear count with what the gate accepted (it may fall short)
+    assert train_counts["disgust"] == real["disgust"] + len(synthetic) <= train_counts["fear"]
     rejects = pq.read_table(root / "storage" / "rejects" / "synthetic_faces" / "all.parquet")
     reasons = rejects.column("reason").to_pylist()
     assert set(reasons) <= {"low_target_probability", "not_face_like", "copy_of_source",
