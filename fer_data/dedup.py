@@ -176,7 +176,7 @@ def duplicate_pairs(keys: pa.Table, options: DedupOptions) -> dict[str, np.ndarr
         found[kind] = _near(keys, kind, radius, options.include_flips)
     found.setdefault("phash", found["source_phash"])
     if options.verify_radius > options.threshold:
-        found["verified"] = _verified(keys, options)
+        found["verified"] = _verified(keys, _unique(list(found.values())), options)
     return {key: found[key] for key in ("exact", *HASH_KINDS, "verified") if key in found}
 
 
@@ -184,11 +184,18 @@ def _same_hashes(keys: pa.Table, a: str, b: str) -> bool:
     return all(np.array_equal(_hashes(keys, a + m), _hashes(keys, b + m)) for m in ("", "_mirror"))
 
 
-def _verified(keys: pa.Table, options: DedupOptions) -> np.ndarray:
-    """Tier 2: pairs within verify_radius whose thumbnails correlate at min_correlation. All
-    pairs, not one face per tier-1 cluster: that shortcut (2.6x faster on 200k stress faces)
-    missed merges that the splits stage's independent leak check then found (bench/scale.py)."""
+def _verified(keys: pa.Table, tier1: np.ndarray, options: DedupOptions) -> np.ndarray:
+    """Tier 2: pairs within verify_radius whose thumbnails correlate at min_correlation, among
+    the pairs that tier 1 has not already joined (directly or through others): those need no
+    thumbnails, and at a million faces verifying them all took most of face_index's time
+    (bench/scale.py). The clusters are those of verifying every candidate."""
     candidates = _near(keys, "source_phash_eq", options.verify_radius, options.include_flips)
+    if {"label", "subject_id"} <= set(keys.column_names):  # as build_index will part them
+        tier1 = _drop_posed_expressions(tier1, np.array(keys.column("label").to_pylist(),
+                                                        dtype=object),
+                                        keys.column("subject_id").to_pylist())
+    joined = clusters(keys.num_rows, tier1)
+    candidates = candidates[joined[candidates[:, 0]] != joined[candidates[:, 1]]]
     return candidates[correlation(_thumbs(keys), candidates) >= options.min_correlation]
 
 
