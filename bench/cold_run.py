@@ -24,7 +24,6 @@ Beside each figure the bench prints the one measured before this work (issue 15,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED
+from common import SHARED, run_imagededup
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from fer_data.datasets import keeper_priority
@@ -43,20 +42,6 @@ from fer_data.storage import StorageLayout, read_table
 # measured before (issue 15): 2 cores, FER2013 + a 40k repackage + CK+48 (77,274 faces)
 BEFORE = {"partition phase": 840.0, "fer2013 (alone)": 453.0, "face_index": 28.0,
           "splits": 1.0, "imagededup PHash": 268.7, "project index (FER2013)": 13.0}
-
-IMAGEDEDUP = """
-import json, sys, time
-from imagededup.methods import PHash
-start = time.perf_counter()
-hasher = PHash(verbose=False)
-encodings = hasher.encode_images(image_dir=sys.argv[1], recursive=True)
-encoded = time.perf_counter() - start
-dups = hasher.find_duplicates(encoding_map=encodings, max_distance_threshold=4)
-print(json.dumps({"files": len(encodings), "encode": encoded,
-                  "total": time.perf_counter() - start,
-                  "with_duplicates": sum(1 for v in dups.values() if v)}))
-"""
-
 
 def build_raw(shared: Path, work: Path) -> Path:
     from leaks import build_raw as with_repackage
@@ -130,17 +115,14 @@ def main() -> None:
         start = time.perf_counter()
         result = build_index(fer, DedupOptions(dataset_priority=keeper_priority()))
         ours = time.perf_counter() - start
-        peer = subprocess.run(
-            [sys.executable, "-c", IMAGEDEDUP, str(raw / "fer2013")], capture_output=True,
-            text=True, env={**os.environ, "PYTHONPATH": str(args.imagededup)})
+        peer = run_imagededup(raw / "fer2013", args.imagededup)
         print(f"\nDe-dup on the {fer.num_rows:,} FER2013 faces, same files, one after the other:")
         print(f"  project index (keys from face_crops; pairs, clusters, policy): {ours:.1f} s, "
               f"{result.pairs:,} pairs (before: {BEFORE['project index (FER2013)']:.1f} s)")
-        if peer.returncode:
-            print(f"  imagededup failed (installed in {args.imagededup}?): "
-                  f"{peer.stderr.strip().splitlines()[-1:]}")
+        if "error" in peer:
+            print(f"  {peer['error']}")
             return
-        peer_result = json.loads(peer.stdout.strip().splitlines()[-1])
+        peer_result = peer
         print(f"  imagededup PHash: encode {peer_result['encode']:.1f} s + find_duplicates "
               f"(distance 4) = {peer_result['total']:.1f} s for {peer_result['files']:,} files, "
               f"{peer_result['with_duplicates']:,} with a duplicate "

@@ -7,6 +7,10 @@ pipeline once into a work folder that later benches reuse.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,3 +59,30 @@ def real_pipeline(work: Path, assets: list[str], config: dict | None = None,
                                   ops_config=config).success
         seconds[name] = time.perf_counter() - start
     return layout, seconds
+
+
+# imagededup's PHash over a folder (encode + find_duplicates at distance 4), run in its own
+# process from the folder it was pip-installed into (not a project dependency)
+IMAGEDEDUP = """
+import json, sys, time
+from imagededup.methods import PHash
+start = time.perf_counter()
+hasher = PHash(verbose=False)
+encodings = hasher.encode_images(image_dir=sys.argv[1], recursive=True)
+encoded = time.perf_counter() - start
+dups = hasher.find_duplicates(encoding_map=encodings, max_distance_threshold=4)
+print(json.dumps({"files": len(encodings), "encode": encoded,
+                  "total": time.perf_counter() - start,
+                  "with_duplicates": sum(1 for v in dups.values() if v)}))
+"""
+
+
+def run_imagededup(folder: Path, installed: Path) -> dict:
+    """imagededup on every image under folder: files, encode and total seconds, files with a
+    duplicate; or {"error": why} when it did not run."""
+    peer = subprocess.run([sys.executable, "-c", IMAGEDEDUP, str(folder)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(installed)})
+    if peer.returncode:
+        return {"error": f"imagededup failed (installed in {installed}?): "
+                         f"{peer.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(peer.stdout.strip().splitlines()[-1])

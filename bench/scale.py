@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import REPO, real_pipeline
+from common import REPO, real_pipeline, run_imagededup
 from PIL import Image
 
 from fer_data import schema
@@ -54,18 +54,6 @@ from fer_data.storage import StorageLayout, read_table
 PARTITION = "affectnet"
 PERTURBATIONS = ("crop", "shift", "jpeg", "contrast", "mirror")
 RESULTS = REPO / "bench" / "results" / "scale.json"
-IMAGEDEDUP = """
-import json, sys, time
-from imagededup.methods import PHash
-start = time.perf_counter()
-hasher = PHash(verbose=False)
-encodings = hasher.encode_images(image_dir=sys.argv[1], recursive=True)
-encoded = time.perf_counter() - start
-dups = hasher.find_duplicates(encoding_map=encodings, max_distance_threshold=4)
-print(json.dumps({"files": len(encodings), "encode": encoded,
-                  "total": time.perf_counter() - start,
-                  "with_duplicates": sum(1 for v in dups.values() if v)}))
-"""
 STEP = """
 import sys
 from dagster import DagsterInstance
@@ -217,12 +205,9 @@ def imagededup_ratio(real: StorageLayout, fer_files: Path, imagededup: Path) -> 
     start = time.perf_counter()
     result = build_index(fer, DedupOptions(dataset_priority=keeper_priority()))
     ours = time.perf_counter() - start
-    peer = subprocess.run([sys.executable, "-c", IMAGEDEDUP, str(fer_files)],
-                          capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(imagededup)})
-    if peer.returncode:
-        raise SystemExit(f"imagededup failed (installed in {imagededup}?): {peer.stderr[-400:]}")
-    theirs = json.loads(peer.stdout.strip().splitlines()[-1])
+    theirs = run_imagededup(fer_files, imagededup)
+    if "error" in theirs:
+        raise SystemExit(theirs["error"])
     return {"faces": fer.num_rows, "project_seconds": round(ours, 2), "pairs": result.pairs,
             "imagededup_seconds": round(theirs["total"], 1),
             "imagededup_encode_seconds": round(theirs["encode"], 1),
