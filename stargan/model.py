@@ -19,6 +19,12 @@ Options for small faces (48 px), each off by default so the official layout stay
   same resolution, so detail need not pass the bottleneck;
 - `output="residual"`: G paints a change onto its input, out = tanh(atanh(x) + delta), the last
   layer zero-initialised, so an untrained G is the identity and training starts from the face;
+- `output="warp"`: G moves the source's own pixels instead of painting: a smooth displacement
+  field (the head's output averaged over 6x6-pixel cells and resized back bilinearly, at most
+  `WARP_MAX` of the half-width, about 3.6 px at 48 px) resamples the input, the head
+  zero-initialised so an untrained G is the identity. Expressions are mostly geometry (a raised
+  upper lip, narrowed eyes, a wrinkled nose moves the cheeks), and a warp cannot paint the
+  blocks and streaks a colour head paints to please its critic;
 - `label="adain"`: the target domain sets the scale and shift of every residual block's
   InstanceNorm (conditional instance norm, as AdaIN / StarGAN v2) instead of only entering as
   tiled one-hot channels at the input, where InstanceNorm removes most of it.
@@ -31,7 +37,11 @@ Its depth sets the patch size: 3 stride-2 layers at 48 px give a 6x6 map of 22 p
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+WARP_MAX = 0.15  # output="warp": the largest displacement, a fraction of the half-width
+WARP_CELL = 6  # output="warp": the displacement field is smooth over cells of this many pixels
 
 
 class ConditionalNorm(nn.Module):
@@ -95,8 +105,9 @@ class Generator(nn.Module):
         if upsample not in ("deconv", "nearest", "bilinear"):
             raise ValueError(f"upsample must be 'deconv', 'nearest' or 'bilinear', not "
                              f"{upsample!r}")
-        if output not in ("image", "attention", "residual"):
-            raise ValueError(f"output must be 'image', 'attention' or 'residual', not {output!r}")
+        if output not in ("image", "attention", "residual", "warp"):
+            raise ValueError(f"output must be 'image', 'attention', 'residual' or 'warp', not "
+                             f"{output!r}")
         if label not in ("concat", "adain"):
             raise ValueError(f"label must be 'concat' or 'adain', not {label!r}")
         if down < 1 or image_size % 2**down:
@@ -113,9 +124,9 @@ class Generator(nn.Module):
                                     for _ in range(repeat_num))
         self.ups = nn.ModuleList(_up(b, a, upsample)
                                  for a, b in zip(dims[-2::-1], dims[:0:-1], strict=True))
-        self.colour = nn.Conv2d(conv_dim, channels, kernel_size=7, stride=1, padding=3,
-                                bias=False)
-        if output == "residual":  # an untrained G changes nothing
+        self.colour = nn.Conv2d(conv_dim, 2 if output == "warp" else channels, kernel_size=7,
+                                stride=1, padding=3, bias=False)
+        if output in ("residual", "warp"):  # an untrained G changes nothing
             nn.init.zeros_(self.colour.weight)
         self.attention = (nn.Sequential(nn.Conv2d(conv_dim, 1, kernel_size=7, stride=1,
                                                   padding=3, bias=False), nn.Sigmoid())
@@ -150,10 +161,27 @@ class Generator(nn.Module):
         elif self.output == "residual":
             # identity at delta = 0; the clamp keeps atanh finite at the range's ends
             out = torch.tanh(torch.atanh(x.clamp(-0.999, 0.999)) + self.colour(h))
+        elif self.output == "warp":
+            out = warp(x, self.colour(h))
         else:
             mask = self.attention(h)
             out = mask * x + (1 - mask) * torch.tanh(self.colour(h))
         return (out, mask) if with_mask else out
+
+
+def warp(x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """x resampled along the smooth displacement field made of `raw` (N, 2, H, W): averaged
+    over WARP_CELL-pixel cells, resized back bilinearly, bounded by WARP_MAX; raw = 0 gives x
+    back exactly (bilinear sampling at the pixel centres)."""
+    n, _, height, width = x.shape
+    cells = (max(1, height // WARP_CELL), max(1, width // WARP_CELL))
+    flow = F.interpolate(F.adaptive_avg_pool2d(raw, cells), size=(height, width),
+                         mode="bilinear", align_corners=False)
+    flow = WARP_MAX * torch.tanh(flow).permute(0, 2, 3, 1)
+    theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(n, 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid + flow, mode="bilinear", padding_mode="border",
+                         align_corners=False)
 
 
 def discriminator_depth(image_size: int, max_depth: int = 6) -> int:

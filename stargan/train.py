@@ -62,7 +62,8 @@ class TrainConfig:
     # "bilinear" (a resize, then a 3x3 convolution)
     g_output: str = "image"  # "image" (official), "attention": G paints through a mask
     # (GANimation) and keeps the source's pixels where the mask is 1, or "residual": G adds a
-    # change to its input, starting as the identity (stargan/model.py)
+    # change to its input, starting as the identity, or "warp": G moves the input's pixels
+    # along a smooth displacement field, starting as the identity (stargan/model.py)
     g_down: int = 2  # the generator's down-samplings (2 official; 1: a 24x24 bottleneck at 48 px)
     g_skips: bool = False  # U-Net skips from encoder to decoder
     g_label: str = "concat"  # "concat" (official: tiled one-hot input channels) or "adain":

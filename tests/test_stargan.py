@@ -103,6 +103,31 @@ def test_residual_generator_starts_as_the_identity_and_learns_a_change(down, ski
     assert not torch.allclose(y, x, atol=1e-3) and y.abs().max() < 1
 
 
+def test_warp_generator_moves_the_sources_pixels_and_paints_none():
+    torch.manual_seed(0)
+    G = Generator(image_size=48, channels=1, conv_dim=8, c_dim=3, repeat_num=1,
+                  upsample="nearest", output="warp", down=1, skips=True, label="adain")
+    x = torch.zeros(2, 1, 48, 48) - 0.8
+    x[:, :, 20:28, 10:38] = 0.6  # a bright bar (a mouth) on a dark face
+    c = torch.eye(3)[:2]
+    assert torch.allclose(G(x, c), x, atol=1e-5)  # zero-initialised flow head: no move
+    # pull the bar down 3 px: a warp can, and does so by moving it, not by painting
+    target = torch.roll(x, 3, dims=2)
+    opt = torch.optim.Adam(G.parameters(), lr=1e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        (G(x, c) - target).abs().mean().backward()
+        opt.step()
+    y = G(x, c).detach()
+    assert (y - target).abs().mean() < 0.5 * (x - target).abs().mean()
+    # every output pixel is a blend of neighbouring input pixels: nothing outside their range
+    assert y.min() >= x.min() - 1e-5 and y.max() <= x.max() + 1e-5
+    # the bar's brightness moved (its centre of mass went down), it was not repainted in place
+    rows = torch.arange(48.0).view(1, 1, 48, 1)
+    mass = lambda img: ((img + 0.8) * rows).sum() / (img + 0.8).sum()  # noqa: E731
+    assert mass(y) > mass(x) + 1.5
+
+
 def test_generator_bottleneck_follows_its_down_samplings():
     for down, side in ((1, 24), (2, 12)):
         G = Generator(image_size=48, channels=1, conv_dim=8, c_dim=3, repeat_num=1, down=down)
