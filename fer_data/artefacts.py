@@ -68,6 +68,22 @@ def load_face_crops(layout: StorageLayout,
     return pa.concat_tables(tables), found
 
 
+def training_split(faces: pa.Table, splits: pa.Table,
+                   class_set: str) -> tuple[pa.Table, FaceTensors]:
+    """The training split's rows of `faces` (which needs image_id, label and face), sorted by
+    image_id, labels mapped into the class set (rows outside it left out, `label` replaced by
+    the class name), and their faces decoded."""
+    classes = class_names(class_set)
+    train = splits.filter(pc.equal(splits["split"], "train")).select(["image_id"])
+    rows = train.join(faces, "image_id").sort_by("image_id")
+    mapped = [map_label(label, class_set) for label in rows["label"].to_pylist()]
+    rows = rows.filter(pa.array([m is not None for m in mapped]))
+    rows = rows.set_column(rows.schema.get_field_index("label"), "label",
+                           pa.array([m for m in mapped if m is not None]))
+    return rows, from_pngs(rows["face"].to_pylist(),
+                           [classes.index(x) for x in rows["label"].to_pylist()], classes)
+
+
 def split_faces(layout: StorageLayout, class_set: str) -> dict[str, FaceTensors]:
     """The real faces of every split, labels mapped into the class set, from the face_crops and
     splits tables (no synthetic rows: they do not exist yet when the judge trains)."""

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from fer_data import storage
@@ -22,12 +21,13 @@ from fer_data.artefacts import (
     load_face_crops,
     split_faces,
     stargan_dir,
+    training_split,
 )
-from fer_data.classifier import FaceTensors, from_pngs, to_float
+from fer_data.classifier import FaceTensors, to_float
 from fer_data.figures import figure_png, pyplot
 from fer_data.images import encode_png
 from fer_data.judge import Judge, load_judge
-from fer_data.labels import class_names, map_label
+from fer_data.labels import class_names
 from fer_data.previews import contact_sheet
 from fer_data.quality import (
     RealismFloors,
@@ -68,20 +68,11 @@ class TrainingFaces:
 
 def training_faces(faces: pa.Table, splits: pa.Table, class_set: str = "fer7",
                    image_size: int | None = None) -> TrainingFaces:
-    """Join the training split with the face crops; map labels into the class set; resize to
+    """The training split's faces in the class set (artefacts.training_split), resized to
     the generator's `image_size` if it differs from the face size."""
-    classes = class_names(class_set)
-    train = splits.filter(pc.equal(splits["split"], "train")).select(["image_id"])
-    rows = train.join(faces.select(TRAINING_COLUMNS), "image_id").sort_by("image_id")
-    mapped = [map_label(label, class_set) for label in rows["label"].to_pylist()]
-    keep = [m is not None for m in mapped]
-    rows = rows.filter(pa.array(keep))
-    rows = rows.set_column(rows.schema.get_field_index("label"), "label",
-                           pa.array([m for m in mapped if m is not None]))
-    faces = from_pngs(rows["face"].to_pylist(),
-                      [classes.index(x) for x in rows["label"].to_pylist()], classes)
+    rows, faces = training_split(faces.select(TRAINING_COLUMNS), splits, class_set)
     return TrainingFaces(resize(to_float(faces.images), image_size or faces.size), faces.labels,
-                         rows, classes, faces.size)
+                         rows, faces.classes, faces.size)
 
 
 def load_training_faces(layout: StorageLayout, class_set: str = "fer7",

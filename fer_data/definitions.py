@@ -5,12 +5,21 @@ Dagster calls `defs()` when it loads the code location, not at import, so the ex
 
 from dagster import Definitions, definitions, load_assets_from_modules
 
-from fer_data.defs import augment, dedup, evaluate, faces, ingest, publish, splits
+from fer_data.defs import (
+    augment,
+    dedup,
+    evaluate,
+    faces,
+    ingest,
+    label_audit,
+    publish,
+    splits,
+)
 from fer_data.defs.executor import executor_from_env
 from fer_data.defs.resources import RESOURCES
 from fer_data.defs.sensors import raw_folder_sensor
 
-STAGES = [ingest, faces, dedup, splits, evaluate, augment, publish]
+STAGES = [ingest, faces, dedup, splits, label_audit, evaluate, augment, publish]
 
 
 @definitions

@@ -39,6 +39,9 @@ class PublishOptions:
     contempt: Literal["drop"] = "drop"
     calm: Literal["neutral", "drop"] = "neutral"
     samples_per_class: int = 10
+    # what to do with training rows the label audit flagged (label_issues): keep them (their
+    # label_quality says how doubtful they are), drop them, or give them the suggested label
+    label_audit: Literal["keep", "drop", "relabel"] = "keep"
 
 
 @dataclass
@@ -49,9 +52,15 @@ class PublishResult:
     files: list[str] = field(default_factory=list)
 
 
-def publish_rows(faces: pa.Table, splits: pa.Table,
-                 synthetic: pa.Table | None = None) -> pa.Table:
-    """Kept real faces with their split, plus synthetic rows (training split only)."""
+AUDIT_COLUMNS = ["label_quality", "flagged", "suggested_label"]
+
+
+def publish_rows(faces: pa.Table, splits: pa.Table, synthetic: pa.Table | None = None,
+                 audit: pa.Table | None = None) -> pa.Table:
+    """Kept real faces with their split, plus synthetic rows (training split only); with the
+    label audit (label_issues), each audited row's label_quality, flag and suggested label
+    (null elsewhere). An audit of another training split fails: it would vouch for the wrong
+    faces."""
     # a take by position, not Table.join: Acero cannot carry the fixed-size bbox column
     position = {image_id: n for n, image_id in enumerate(faces.column("image_id").to_pylist())}
     wanted = splits.column("image_id").to_pylist()
@@ -64,6 +73,8 @@ def publish_rows(faces: pa.Table, splits: pa.Table,
     real = real.append_column("is_synthetic", pa.array([False] * real.num_rows))
     real = real.append_column("source_image_id", pa.nulls(real.num_rows, pa.string()))
     real = real.append_column("generator", pa.nulls(real.num_rows, pa.string()))
+    for name, column in audit_columns(real, audit).items():
+        real = real.append_column(name, column)
     if synthetic is None or synthetic.num_rows == 0:
         return real
     extra = synthetic.select([c for c in real.column_names if c in synthetic.column_names])
@@ -77,6 +88,24 @@ def publish_rows(faces: pa.Table, splits: pa.Table,
     return pa.concat_tables([real, extra.cast(real.schema)])
 
 
+def audit_columns(real: pa.Table, audit: pa.Table | None) -> dict[str, pa.Array]:
+    """AUDIT_COLUMNS for the real rows, from the label audit by image_id."""
+    types = {"label_quality": pa.float32(), "flagged": pa.bool_(), "suggested_label": pa.string()}
+    if audit is None:
+        return {name: pa.nulls(real.num_rows, kind) for name, kind in types.items()}
+    train = pc.equal(real["split"], "train")
+    train_ids = set(real.filter(train).column("image_id").to_pylist())
+    audited = audit.column("image_id").to_pylist()
+    if not set(audited) <= train_ids:
+        stray = next(i for i in audited if i not in train_ids)
+        raise ValueError(f"label_issues audited {stray}, which is not in the training split: "
+                         "the audit is of another split, materialize label_issues again")
+    position = {image_id: n for n, image_id in enumerate(audited)}
+    rows = [position.get(i) for i in real.column("image_id").to_pylist()]
+    return {name: audit.column(name).take(pa.array(rows, pa.int64())).cast(kind)
+            for name, kind in types.items()}
+
+
 def counts_by_source(rows: pa.Table) -> dict[str, dict[str, int]]:
     """Rows per split of each source dataset."""
     out: dict[str, Counter] = defaultdict(Counter)
@@ -87,10 +116,12 @@ def counts_by_source(rows: pa.Table) -> dict[str, dict[str, int]]:
 
 
 def card_facts(rows: pa.Table, index: pa.Table, splits: pa.Table,
-               synthetic: pa.Table | None, synthetic_report: dict | None = None) -> dict:
+               synthetic: pa.Table | None, synthetic_report: dict | None = None,
+               audit: pa.Table | None = None) -> dict:
     """What the dataset card says beyond the counts: the recorded configuration of the
-    upstream stages, rows and duplicates per source, the cleaning figures, and whether the
-    synthetic faces were withheld (the generator misses the realism floors) and why."""
+    upstream stages, rows and duplicates per source, the cleaning figures, whether the
+    synthetic faces were withheld (the generator misses the realism floors) and why, and what
+    the label audit flagged per class."""
     withheld = (synthetic_report or {}).get("withheld_because")
     facts = {
         "config": {key.decode(): json.loads(value) for table in (index, splits)
@@ -106,6 +137,13 @@ def card_facts(rows: pa.Table, index: pa.Table, splits: pa.Table,
             "dropped": dict(Counter(r for r in index.column("drop_reason").to_pylist() if r)),
         },
     }
+    if audit is None:
+        facts["cleaning"]["label audit"] = "not run (materialize label_issues)"
+    else:
+        flagged = Counter(audit.filter(audit["flagged"]).column("label").to_pylist())
+        facts["cleaning"]["label audit: training labels flagged as probably wrong"] = (
+            f"{sum(flagged.values()):,} of {audit.num_rows:,} ("
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(flagged.items())) + ")")
     if withheld:
         facts["cleaning"]["synthetic faces withheld: the generator misses the realism floors"] = \
             "; ".join(withheld)
@@ -114,15 +152,22 @@ def card_facts(rows: pa.Table, index: pa.Table, splits: pa.Table,
 
 def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dict[str, int]]:
     """Rows (image_id, dataset, source_path, label, subject_id, split, face, is_synthetic,
-    source_image_id, generator, bbox, valence, arousal) -> the curated schema, ordered by
-    split then image_id; plus what was excluded."""
+    source_image_id, generator, bbox, valence, arousal and the AUDIT_COLUMNS) -> the curated
+    schema, ordered by split then image_id, flagged rows kept, dropped or relabelled
+    (options.label_audit); plus what was excluded."""
     names = class_names(options.class_set)
     excluded: Counter = Counter()
     out = []
     for r in rows.to_pylist():
-        label = map_label(r["label"], options.class_set, options.calm)
+        given = r["label"]
+        if r.get("flagged") and options.label_audit != "keep":
+            if options.label_audit == "drop":
+                excluded["flagged by the label audit"] += 1
+                continue
+            given = r["suggested_label"]
+        label = map_label(given, options.class_set, options.calm)
         if label is None:
-            excluded[r["label"]] += 1
+            excluded[given] += 1
             continue
         out.append({
             "image": {"bytes": r["face"], "path": f"{r['dataset']}/{r['image_id']}.png"},
@@ -139,6 +184,7 @@ def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dic
             "bbox": r.get("bbox"),
             "valence": r.get("valence"),
             "arousal": r.get("arousal"),
+            "label_quality": r.get("label_quality"),
         })
     out.sort(key=lambda r: (SPLITS.index(r["split"]), r["image_id"]))
     return pa.Table.from_pylist(out, schema=CURATED), dict(excluded)

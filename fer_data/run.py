@@ -32,7 +32,7 @@ from fer_data.storage import StorageLayout
 ON_DEMAND = {"augmentation_experiment"}
 SUMMARY_KEYS = ("records", "rejects", "faces", "detection_rate", "kept", "label_conflict_clusters",
                 "test_accuracy", "profile", "step", "judge_hit_rate", "ssim_to_source",
-                "gate_pass_rate", "dagster/row_count")
+                "gate_pass_rate", "flagged", "dagster/row_count")
 # Dagster's console logger prints every engine event at DEBUG; a terminal run wants INFO.
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 

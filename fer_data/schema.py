@@ -5,6 +5,7 @@ that builds reject rows. Imported everywhere; defined once.
     face_crops   FACE        one row per face, with its de-duplication keys (faces)
     face_index   INDEX       every face, its cluster, kept or dropped and why (dedup)
     splits       SPLIT       train/val/test of every kept face (splits)
+    label_issues LABEL_ISSUES every training face's label audit (label_audit)
     synthetic    SYNTHETIC   generated faces that passed the gate (augment)
     curated      CURATED     the published rows that training code reads (publish)
     rejects      REJECT      every input a stage did not turn into a row, with the reason
@@ -119,6 +120,19 @@ SPLIT = pa.schema([
     pa.field("split_rule", pa.string(), nullable=False),  # official, subject or stratified
 ])
 
+# The label audit of one training face (fer_data.label_audit).
+LABEL_ISSUES = pa.schema([
+    pa.field("image_id", pa.string(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("label", pa.string(), nullable=False),  # as given, in the audited class set
+    pa.field("suggested_label", pa.string(), nullable=False),  # the most probable class
+    # out-of-fold probability of the given label: low = suspect
+    pa.field("label_quality", pa.float32(), nullable=False),
+    pa.field("suggested_probability", pa.float32(), nullable=False),
+    pa.field("flagged", pa.bool_(), nullable=False),  # cleanlab's find_label_issues
+    pa.field("fold", pa.int32(), nullable=False),
+])
+
 # Synthetic faces: the publish columns of a real face, plus where they came from.
 SYNTHETIC = pa.schema([
     pa.field("image_id", pa.string(), nullable=False),
@@ -153,6 +167,9 @@ CURATED = pa.schema([
     pa.field("bbox", pa.list_(pa.float32(), 4)),
     pa.field("valence", pa.float32()),  # AffectNet's continuous labels; null elsewhere
     pa.field("arousal", pa.float32()),
+    # the label audit's trust in the label (label_issues; null outside the training split and
+    # for synthetic rows)
+    pa.field("label_quality", pa.float32()),
 ])
 
 
@@ -167,5 +184,6 @@ def hf_features(names: tuple[str, ...]) -> dict:
                     bbox={"feature": {"dtype": "float32", "_type": "Value"}, "length": 4,
                           "_type": "Sequence"},
                     valence={"dtype": "float32", "_type": "Value"},
-                    arousal={"dtype": "float32", "_type": "Value"})
+                    arousal={"dtype": "float32", "_type": "Value"},
+                    label_quality={"dtype": "float32", "_type": "Value"})
     return {"info": {"features": features}}

@@ -75,7 +75,9 @@ def demo_pipeline(demo_raw, tmp_path_factory):
     # the smoke generator misses the realism floors on the drawn demo faces, so synthetic_faces
     # is forced here to exercise the gate; the default (withheld) path has its own test
     config = {"ops": {"curated_dataset": {"config": {"extra_class_sets": ["fer4_hnss"]}},
-                      "synthetic_faces": {"config": {"use_ineligible_generator": True}}}}
+                      "synthetic_faces": {"config": {"use_ineligible_generator": True}},
+                      # a short audit: what it finds is tested in test_label_audit.py
+                      "label_issues": {"config": {"folds": 2, "epochs": 1, "min_steps": 20}}}}
     result = materialize_assets(collection_assets(), storage=storage, instance=instance,
                                 ops_config=config["ops"])
     assert result.success

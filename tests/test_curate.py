@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from itertools import combinations
 
 import duckdb
@@ -201,6 +202,72 @@ def test_second_tier_needs_the_thumbnails_to_agree():
     assert correlation(_thumbs(rows), np.array([[0, 1]]))[0] > 0.95
     found = build_index(rows, DedupOptions(threshold=0, verify_radius=14)).pairs_by_key
     assert found["verified"] == 1
+
+
+def smooth_faces(n: int, seed: int) -> list[np.ndarray]:
+    """Smooth random 48 px images: as different from each other as faces of two people."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    return [cv2.GaussianBlur(rng.integers(0, 256, (48, 48)).astype(np.uint8), (0, 0), 2.5)
+            for _ in range(n)]
+
+
+def overlaid_copies(images: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Each image with a stock-photo watermark or CLAHE, as the repackage generator plants."""
+    from fer_data.demo.repackage import process
+
+    rng = np.random.default_rng(seed)
+    return [process(im, rng, local_contrast=0.5, watermarked=0.5)[0] for im in images]
+
+
+def test_robust_tier_joins_watermarked_and_local_contrast_copies_only():
+    from fer_data.dedup import _thumbs, correlation, robust_correlation
+
+    originals = smooth_faces(30, seed=5)
+    copies = overlaid_copies(originals[:10], seed=6)
+    rows = face_rows(originals + copies, ["happy"] * 40)
+    thumbs = _thumbs(rows)
+    own = np.array([[i, 30 + i] for i in range(10)])
+    others = np.array([[i, j] for i in range(30) for j in range(i + 1, 30)])
+    assert robust_correlation(thumbs, own).min() >= 0.97
+    assert robust_correlation(thumbs, others).max() < 0.97
+    plain = correlation(thumbs, own)
+    assert plain.min() < 0.95  # some copy the plain check alone misses
+    options = DedupOptions(threshold=0, eq_threshold=0, verify_radius=15)
+    result = build_index(rows, options)
+    cluster = result.index.column("cluster_id").to_pylist()
+    # joined exactly when the plain correlation clears the robust tier's floor
+    assert [cluster[i] == cluster[30 + i] for i in range(10)] == \
+        (plain >= options.robust_floor).tolist()
+    assert len(set(cluster[:30])) == 30  # no two originals joined
+    assert result.pairs_by_key["robust"] >= 1
+    off = build_index(rows, replace(options, robust_correlation=1.01))
+    assert len(set(off.index.column("cluster_id").to_pylist())) > len(set(cluster))
+
+
+def test_real_watermarked_and_clahe_copies_join_their_origin_and_nothing_else(shared):
+    """FER2013 faces and watermarked / CLAHE copies of some: the copies join their origin;
+    what the robust tier joins among the originals themselves (FER2013 has watermarked repeats
+    of its own) is the same picture by imagehash of the original files."""
+    import imagehash
+    from PIL import Image
+
+    from fer_data.dedup import duplicate_pairs
+
+    files = sorted((shared / "fer2013_images").rglob("*.jpg"))
+    rng = np.random.default_rng(7)
+    picked = [files[i] for i in rng.choice(len(files), 400, replace=False)]
+    originals = [np.asarray(Image.open(f).convert("L")) for f in picked]
+    copies = overlaid_copies(originals[:150], seed=8)
+    rows = face_rows(originals + copies, ["happy"] * 550)
+    options = DedupOptions(threshold=0, eq_threshold=0)  # tier 2 only: what it joins
+    cluster = build_index(rows, options).index.column("cluster_id").to_pylist()
+    found = sum(cluster[i] == cluster[400 + i] for i in range(150))
+    assert found >= 147, found  # at least 98% of the copies
+    for a, b in duplicate_pairs(rows.slice(0, 400), options)["robust"].tolist():
+        distance = imagehash.phash(Image.open(picked[a])) - imagehash.phash(Image.open(picked[b]))
+        assert distance <= 10, (picked[a], picked[b], distance)  # unrelated faces: ~32
 
 
 def test_a_face_with_a_subject_is_kept_over_its_copy_without_one():

@@ -15,7 +15,8 @@ from fer_data.demo import DemoSpec
 from fer_data.run import run
 
 CHEAP = {"stargan_model": {"config": {"num_iters": 20}},
-         "expression_judge": {"config": {"epochs": 1, "min_steps": 20}}}
+         "expression_judge": {"config": {"epochs": 1, "min_steps": 20}},
+         "label_issues": {"config": {"folds": 2, "epochs": 1, "min_steps": 10}}}
 
 
 def materialized(instance: DagsterInstance) -> Counter:

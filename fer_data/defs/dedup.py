@@ -54,6 +54,14 @@ class DedupConfig(Config):
     min_correlation: float = Field(
         DedupOptions.min_correlation, description="Second tier: thumbnail correlation (of the "
         "equalized 32x32 sources, mirrors too) that confirms a candidate.")
+    robust_correlation: float = Field(
+        DedupOptions.robust_correlation, description="Second tier, robust: a candidate "
+        "correlating at robust_floor or more is confirmed when the 80% of thumbnail pixels "
+        "where the two agree best correlate at this (a watermark, local contrast change or "
+        "posterized copy; above 1 turns it off).")
+    robust_floor: float = Field(
+        DedupOptions.robust_floor, description="Second tier, robust: the plain thumbnail "
+        "correlation a candidate needs before the robust check.")
     min_std: float = Field(
         DedupOptions.min_std, description="Faces with a pixel standard deviation below this "
         "are near-uniform: rejected as low_information.")
@@ -69,7 +77,7 @@ def dedup_settings(config: DedupConfig) -> DedupOptions:
     group_name="dedup",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="2",
+    code_version="3",
     automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,

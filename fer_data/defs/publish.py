@@ -28,14 +28,18 @@ class PublishConfig(Config):
                                         f"{sorted(CLASS_SETS)}.")
     calm: Literal["neutral", "drop"] = Field(
         PublishOptions.calm, description="RAVDESS calm: map to neutral or drop.")
+    label_audit: Literal["keep", "drop", "relabel"] = Field(
+        PublishOptions.label_audit, description="Training rows the label audit "
+        "(label_issues) flagged: keep them (label_quality says how doubtful), drop them, or "
+        "give them the suggested label.")
 
 
 @asset(
-    deps=["face_crops", "splits", "face_index", "synthetic_faces"],
+    deps=["face_crops", "splits", "face_index", "synthetic_faces", "label_issues"],
     group_name="publish",
     kinds={"parquet"},
     owners=["team:fer-data"],
-    code_version="3",
+    code_version="4",
     automation_condition=AutomationCondition.eager(),
 )
 def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
@@ -48,18 +52,21 @@ def curated_dataset(context: AssetExecutionContext, config: PublishConfig,
     split_table = storage.read_table(layout.table("splits", ALL))
     synthetic_path = layout.table("synthetic_faces", ALL)
     synthetic = storage.read_table(synthetic_path) if synthetic_path.exists() else None
-    rows = publish_rows(faces, split_table, synthetic)
+    audit_path = layout.table("label_issues", ALL)
+    audit = storage.read_table(audit_path) if audit_path.exists() else None
+    rows = publish_rows(faces, split_table, synthetic, audit)
     index = storage.read_table(layout.table("face_index", ALL),
                                columns=["image_id", "dataset", "drop_reason", "duplicate_of"])
     report = synthetic_report_path(layout)
     extra = {report.name: report.read_bytes()} if synthetic is not None and report.exists() \
         else {}
     card = card_facts(rows, index, split_table, synthetic,
-                      json.loads(extra[report.name]) if extra else None)
+                      json.loads(extra[report.name]) if extra else None, audit)
     metadata = {}
     for name in dict.fromkeys([settings.class_set, *config.extra_class_sets]):
         class_names(name)  # an unknown name fails here, before anything is written
-        result = publish(rows, layout.curated_dir, PublishOptions(name, calm=config.calm), card,
+        result = publish(rows, layout.curated_dir, PublishOptions(
+            name, calm=config.calm, label_audit=config.label_audit), card,
                          extra)
         metadata[f"{name}_rows"] = MetadataValue.json(
             {s: sum(c.values()) for s, c in result.counts.items()})

@@ -42,6 +42,9 @@ class RepackageSpec:
     # share of copies given a local contrast change (CLAHE) instead: a harder case than the
     # global changes exports apply, which moves pHashes further (off by default)
     local_contrast: float = 0.0
+    # share of copies given a stock-photo watermark (semi-transparent text across the face),
+    # as FER2013's own cross-split repeats carry: the faces agree, the overlay does not
+    watermark: float = 0.0
     seed: int = 0
 
 
@@ -51,12 +54,40 @@ def _jpeg(pixels: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def process(pixels: np.ndarray, rng: np.random.Generator,
-            local_contrast: float = 0.0) -> tuple[np.ndarray, str]:
+WATERMARKS = ("shutterstock", "depositphotos", "123RF", "dreamstime", "iStock")
+
+
+def watermark(pixels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A stock site's name written across the face in semi-transparent white (or dark), level
+    or slanted, at a random height."""
+    text = str(rng.choice(WATERMARKS))
+    side = pixels.shape[1]
+    scale = side / 48 * rng.uniform(0.3, 0.45)
+    thickness = int(rng.integers(1, 3))
+    (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    mask = np.zeros(pixels.shape, np.uint8)
+    x0 = int(rng.integers(min(0, side - w), max(1, side - w) + 1))
+    y0 = int(rng.integers(h + 1, pixels.shape[0] - 1))
+    cv2.putText(mask, text, (x0, y0), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thickness,
+                cv2.LINE_AA)
+    angle = float(rng.choice([0.0, rng.uniform(-35, 35)]))
+    if angle:
+        turn = cv2.getRotationMatrix2D((side / 2, pixels.shape[0] / 2), angle, 1.0)
+        mask = cv2.warpAffine(mask, turn, (side, pixels.shape[0]))
+    alpha = rng.uniform(0.3, 0.6) * mask / 255.0
+    ink = 255.0 if rng.random() < 0.8 else 0.0
+    out = (1 - alpha) * pixels + alpha * ink
+    return out, f"watermark {text} {angle:.0f} deg alpha {alpha.max():.2f}"
+
+
+def process(pixels: np.ndarray, rng: np.random.Generator, local_contrast: float = 0.0,
+            watermarked: float = 0.0) -> tuple[np.ndarray, str]:
     """One export's processing of a gray face: a global contrast change or none, sometimes a
-    mirror, or (with probability `local_contrast`) CLAHE. Returns the new pixels and a short
-    description."""
-    kind = "clahe" if rng.random() < local_contrast else \
+    mirror, or (with probability `local_contrast`) CLAHE, or (with probability `watermarked`)
+    a stock-photo watermark. Returns the new pixels and a short description."""
+    draw = rng.random()
+    kind = "clahe" if draw < local_contrast else "watermark" \
+        if draw < local_contrast + watermarked else \
         rng.choice(["none", "flatten", "gamma", "mirror"], p=[.35, .35, .18, .12])
     x = pixels.astype(np.float64)
     if kind == "flatten":  # what an un-equalized export looks like: less contrast
@@ -70,6 +101,8 @@ def process(pixels: np.ndarray, rng: np.random.Generator,
     elif kind == "clahe":
         x = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(pixels).astype(np.float64)
         desc = "clahe"
+    elif kind == "watermark":
+        x, desc = watermark(pixels, rng)
     elif kind == "mirror":
         x = x[:, ::-1]
         desc = "mirror"
@@ -98,7 +131,7 @@ def repackage(fer_root: Path, ckplus_root: Path, out: Path,
             ["validation" if rng.random() < spec.validation else "train"]
         for half in halves:
             counter += 1
-            copy, desc = process(pixels, rng, spec.local_contrast)
+            copy, desc = process(pixels, rng, spec.local_contrast, spec.watermark)
             quality = int(rng.integers(60, 96))
             rel = Path("images", half, RENAMED[label], f"{counter:05d}.jpg")
             (target / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -134,11 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ckplus-count", type=int, default=RepackageSpec.ckplus_count)
     parser.add_argument("--local-contrast", type=float, default=0.0,
                         help="share of copies given CLAHE (a hard case) instead")
+    parser.add_argument("--watermark", type=float, default=0.0,
+                        help="share of copies given a stock-photo watermark instead")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     manifest = repackage(args.fer, args.ckplus, args.out,
                          RepackageSpec(args.fer_count, args.ckplus_count,
-                                       local_contrast=args.local_contrast, seed=args.seed))
+                                       local_contrast=args.local_contrast,
+                                       watermark=args.watermark, seed=args.seed))
     print(f"wrote {args.out / FOLDER} and {manifest}")
 
 
