@@ -1,5 +1,5 @@
-"""Does synthetic disgust help? Five training variants x seeds on the real, leak-free test split,
-one result file per run, resumable.
+"""Does synthetic disgust help, and does dropping doubtful labels? Six training variants x
+seeds on the real, leak-free test split, one result file per run, resumable.
 
     .venv/bin/python bench/augmentation.py [--work /tmp/fer-real] [--model cnn] [--seeds 0 1 2]
                                            [--max-runs 0] [--device cpu] [--report-only]
@@ -14,6 +14,8 @@ epoch on the real validation split and is scored on the real test split:
     oversampled       real faces, disgust drawn as often as fear has rows (+ flips/affine)
     stargan           real faces + the StarGAN top-up of disgust to the fear count
     stargan_weighted  the top-up + inverse-frequency loss weights
+    audited           real faces without the training rows the label audit flagged
+                      (needs label_issues materialized before curated_dataset)
 
 Results: bench/results/augmentation/<model>_<variant>_seed<k>.json (skipped when present, so
 an interrupted grid continues where it stopped; a stargan variant's runs again when its synthetic

@@ -77,16 +77,22 @@ def from_pngs(pngs: list[bytes], labels: list[int], classes: tuple[str, ...],
                        None if synthetic is None else torch.tensor(synthetic, dtype=torch.bool))
 
 
-def load_split(root: str | Path, split: str, synthetic: bool = True) -> FaceTensors:
-    """One split of a published dataset (curated/<class set>/<split>.parquet)."""
+def load_split(root: str | Path, split: str, synthetic: bool = True,
+               flagged: bool = True) -> FaceTensors:
+    """One split of a published dataset (curated/<class set>/<split>.parquet); without
+    `synthetic` the StarGAN rows left out, without `flagged` the rows whose label the label
+    audit flagged."""
     root = Path(root)
     if not (root / SUCCESS).exists():
         raise FileNotFoundError(f"{root} is not a complete curated dataset (no {SUCCESS} "
                                 "marker): run the pipeline to publish it")
-    table = pq.read_table(root / f"{split}.parquet", columns=["image", "label", "is_synthetic"])
+    table = pq.read_table(root / f"{split}.parquet",
+                          columns=["image", "label", "is_synthetic", "label_flagged"])
     classes = tuple(json.loads(table.schema.metadata[b"fer_data"])["classes"])
     if not synthetic:
         table = table.filter(pc.invert(table["is_synthetic"]))
+    if not flagged:
+        table = table.filter(pc.invert(pc.fill_null(table["label_flagged"], False)))
     return from_pngs([image["bytes"] for image in table.column("image").to_pylist()],
                      table.column("label").to_pylist(), classes,
                      table.column("is_synthetic").to_pylist())

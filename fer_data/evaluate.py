@@ -57,6 +57,7 @@ class RunConfig:
     out: str  # the run folder
     model: Literal["cnn", "vit"] = "cnn"
     synthetic: Literal["include", "exclude"] = "include"
+    flagged: Literal["include", "exclude"] = "include"  # rows the label audit flagged
     epochs: int = 0  # 0: the model's default
     batch_size: int = 128
     optimizer: Literal["", "sgd", "adamw"] = ""  # "": the model's default
@@ -107,7 +108,8 @@ def train_classifier(config: RunConfig, log: Callable[[str], None] = print) -> d
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    train = load_split(config.data, "train", synthetic=config.synthetic == "include")
+    train = load_split(config.data, "train", synthetic=config.synthetic == "include",
+                       flagged=config.flagged == "include")
     val = load_split(config.data, "val", synthetic=False)
     test = load_split(config.data, "test", synthetic=False)
     options = config.fit_options()
@@ -151,6 +153,7 @@ def parse_oversample(text: str) -> dict[str, float]:
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     choices = {"model": ("cnn", "vit"), "synthetic": ("include", "exclude"),
+               "flagged": ("include", "exclude"),
                "optimizer": ("", "sgd", "adamw"), "mix": ("", "none", "cutmix")}
     for f in fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -189,6 +192,8 @@ VARIANTS: dict[str, dict] = {
     "oversampled": {"synthetic": "exclude", "oversample": "to_top_up"},
     "stargan": {"synthetic": "include"},
     "stargan_weighted": {"synthetic": "include", "class_weighted": True},
+    # the training rows the label audit flagged left out (label_issues)
+    "audited": {"synthetic": "exclude", "flagged": "exclude"},
 }
 
 

@@ -185,6 +185,7 @@ def curated_rows(rows: pa.Table, options: PublishOptions) -> tuple[pa.Table, dic
             "valence": r.get("valence"),
             "arousal": r.get("arousal"),
             "label_quality": r.get("label_quality"),
+            "label_flagged": r.get("flagged"),
         })
     out.sort(key=lambda r: (SPLITS.index(r["split"]), r["image_id"]))
     return pa.Table.from_pylist(out, schema=CURATED), dict(excluded)

@@ -170,6 +170,7 @@ CURATED = pa.schema([
     # the label audit's trust in the label (label_issues; null outside the training split and
     # for synthetic rows)
     pa.field("label_quality", pa.float32()),
+    pa.field("label_flagged", pa.bool_()),  # the audit's verdict: the label is probably wrong
 ])
 
 
@@ -185,5 +186,6 @@ def hf_features(names: tuple[str, ...]) -> dict:
                           "_type": "Sequence"},
                     valence={"dtype": "float32", "_type": "Value"},
                     arousal={"dtype": "float32", "_type": "Value"},
-                    label_quality={"dtype": "float32", "_type": "Value"})
+                    label_quality={"dtype": "float32", "_type": "Value"},
+                    label_flagged={"dtype": "bool", "_type": "Value"})
     return {"info": {"features": features}}

@@ -133,6 +133,7 @@ def test_publishing_adds_label_quality_and_acts_on_flags(action):
     assert pd.isna(out.loc["img4", "label_quality"]) and pd.isna(out.loc["img5", "label_quality"])
     if action == "keep":
         assert len(out) == 6 and out.loc["img1", "label_name"] == "sad"
+        assert out["label_flagged"].tolist() == [False, True, False, True, None, None]
     elif action == "drop":
         assert "img1" not in out.index and "img3" not in out.index and len(out) == 4
         assert excluded == {"flagged by the label audit": 2}
@@ -150,6 +151,20 @@ def test_an_audit_of_another_training_split_is_refused():
         publish_rows(faces, moved, audit=audit)
     table, _ = curated_rows(publish_rows(faces, splits), PublishOptions())  # no audit: nulls
     assert table.column("label_quality").null_count == 6
+
+
+def test_audited_training_leaves_the_flagged_rows_out(demo_pipeline):
+    from fer_data.classifier import load_split
+
+    root, _ = demo_pipeline
+    folder = root / "curated" / "fer7"
+    train = pd.read_parquet(folder / "train.parquet")
+    real = train[~train["is_synthetic"]]
+    flagged = int(real["label_flagged"].sum())
+    assert 0 < flagged < len(real)  # the short demo audit flags some, not all
+    assert len(load_split(folder, "train", synthetic=False, flagged=False)) == \
+        len(real) - flagged
+    assert len(load_split(folder, "train", synthetic=False)) == len(real)
 
 
 def test_demo_pipeline_audits_the_training_split_and_publishes_label_quality(demo_pipeline):
