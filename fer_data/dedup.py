@@ -46,6 +46,16 @@ HASH_KINDS = ("phash", "source_phash", "source_phash_eq")  # each with a `<kind>
 THUMB_SIDE = 32
 ROBUST_KEEP = 0.8  # the share of best-agreeing thumbnail pixels the robust correlation uses
 DEDUP_METADATA = "fer_data.dedup"  # Parquet key of the options face_index ran with
+PAIRS_METADATA = "fer_data_counts.duplicate_pairs"  # ... and of the pairs each key found
+# what each key of duplicate_pairs finds, in the words of the dataset card
+KEY_KINDS = {
+    "exact": "the same decoded pixels",
+    "phash": "near-identical face crops",
+    "source_phash": "near-identical source images (re-encoded, resized)",
+    "source_phash_eq": "the same picture after equalization (contrast, gamma)",
+    "verified": "verified by the pixels (further processed copies)",
+    "robust": "verified where most pixels agree (watermarks, local contrast, posterized)",
+}
 KEY_COLUMNS = [*(c for k in HASH_KINDS for c in (k, f"{k}_mirror")), "source_digest",
                "source_thumb"]
 # what face_index reads of every face_crops table

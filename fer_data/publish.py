@@ -20,7 +20,7 @@ from upath import UPath
 
 from fer_data import storage
 from fer_data.datasets import REGISTRY
-from fer_data.dedup import drops_by_source
+from fer_data.dedup import KEY_KINDS, PAIRS_METADATA, drops_by_source
 from fer_data.figures import figure_png, pyplot
 from fer_data.images import decode_png
 from fer_data.labels import class_names, map_label
@@ -129,6 +129,8 @@ def card_facts(rows: pa.Table, index: pa.Table, splits: pa.Table,
                    if key.startswith(b"fer_data.")},
         "by_source": counts_by_source(rows),
         "duplicates_by_source": drops_by_source(index),
+        "duplicate_pairs": json.loads((index.schema.metadata or {}).get(
+            PAIRS_METADATA.encode(), b"{}")),
         "cleaning": {
             "faces indexed": index.num_rows,
             "kept after de-duplication": splits.num_rows,
@@ -320,6 +322,11 @@ def dataset_card(options: PublishOptions, counts: dict[str, dict[str, int]],
     if excluded:
         lines.append("- left out by the class set: " + ", ".join(
             f"{k} {v:,}" for k, v in sorted(excluded.items())))
+    pairs = card.get("duplicate_pairs", {})
+    if pairs:
+        lines += ["", "Duplicate pairs found, by the key that found them (a pair can be found by "
+                  "several):", ""]
+        lines += [f"- {KEY_KINDS.get(key, key)} (`{key}`): {n:,}" for key, n in pairs.items()]
     lines += ["", "## Configuration", "", "```json",
               json.dumps({"publish": asdict(options), **card.get("config", {})}, indent=2,
                          sort_keys=True), "```", "", "## Versions", ""]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -169,7 +171,7 @@ def test_audited_training_leaves_the_flagged_rows_out(demo_pipeline):
 
 def test_demo_pipeline_audits_the_training_split_and_publishes_label_quality(demo_pipeline):
     root, _ = demo_pipeline
-    audit = pq.read_table(root / "storage" / "label_issues" / "_all.parquet").to_pandas()
+    audit = pq.read_table(root / "storage" / "label_issues" / "all.parquet").to_pandas()
     published = {s: pd.read_parquet(root / "curated" / "fer7" / f"{s}.parquet")
                  for s in ("train", "val", "test")}
     train = published["train"][~published["train"]["is_synthetic"]]
@@ -180,3 +182,9 @@ def test_demo_pipeline_audits_the_training_split_and_publishes_label_quality(dem
     assert published["test"]["label_quality"].isna().all()
     card = (root / "curated" / "fer7" / "dataset_card.md").read_text()
     assert f"of {len(audit):,}" in card and "label audit" in card
+    # and what de-duplication found, per key, as face_index recorded it
+    index = pq.read_table(root / "storage" / "face_index" / "all.parquet")
+    pairs = json.loads(index.schema.metadata[b"fer_data_counts.duplicate_pairs"])
+    assert pairs["exact"] > 0
+    for key, n in pairs.items():
+        assert f"(`{key}`): {n:,}" in card

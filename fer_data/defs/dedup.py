@@ -22,6 +22,7 @@ from fer_data.datasets import keeper_priority
 from fer_data.dedup import (
     DEDUP_METADATA,
     INDEX_COLUMNS,
+    PAIRS_METADATA,
     DedupOptions,
     build_index,
     cross_dataset_clusters,
@@ -91,7 +92,8 @@ def face_index(context: AssetExecutionContext, config: DedupConfig,
     result = build_index(faces, options)
     index = result.index
     path = storage.write_table(index, layout.table("face_index", ALL),
-                               {DEDUP_METADATA: json.dumps(asdict(options))})
+                               {DEDUP_METADATA: json.dumps(asdict(options)),
+                                PAIRS_METADATA: json.dumps(result.pairs_by_key)})
     rejects = dedup_rejects(index)
     storage.write_table(rejects, layout.rejects("face_index", ALL))
     return MaterializeResult(metadata={
