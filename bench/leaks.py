@@ -1,7 +1,7 @@
 """Leak-free splits on real data, judged from the original files.
 
     .venv/bin/python bench/leaks.py [--shared ../shared/datasets] [--fer-count 0]
-                                    [--local-contrast 0.1]
+                                    [--local-contrast 0.1] [--watermark 0.1]
 
 raw/ = the real FER2013 image export + CK+48 + a Kaggle-style repackage of both made by
 fer_data.demo.repackage (every planted copy listed in its manifest). The pipeline runs
@@ -11,8 +11,9 @@ ingest -> faces -> face_index -> splits -> curated_dataset through Dagster, then
   (as stored or histogram-equalized; fer_data.audit), for the pipeline's index and, side by side,
   for a baseline index that only has the stored-pixel pHash (as the crop hash was before);
 - pairs each key found and a false-positive estimate: the correlation of the full 48x48 equalized
-  images of every pair only the equalized hash or the verified tier found; the least similar of
-  them are drawn to bench/out/dedup_pairs.png for a look.
+  images of every pair only the equalized hash, the verified or the robust tier found; the least
+  similar of them are drawn to bench/out/dedup_pairs.png for a look, and a random sample of the
+  robust tier's own pairs to bench/out/robust_pairs.png.
 """
 
 from __future__ import annotations
@@ -99,8 +100,13 @@ def baseline_twins(faces: pa.Table, raw: Path) -> tuple[int, int, int]:
     for suffix in ("", "_mirror"):
         only = only.set_column(only.schema.get_field_index(f"source_phash_eq{suffix}"),
                                f"source_phash_eq{suffix}", faces.column(f"source_phash{suffix}"))
-    index = build_index(only, DedupOptions(verify_radius=0,
-                                           dataset_priority=keeper_priority())).index
+    return index_twins(only, DedupOptions(verify_radius=0, dataset_priority=keeper_priority()),
+                       raw)
+
+
+def index_twins(faces: pa.Table, options: DedupOptions, raw: Path) -> tuple[int, int, int]:
+    """Ground-truth twins of the rows an index built with `options` would publish."""
+    index = build_index(faces, options).index
     table = assign_splits(index, SplitOptions())
     rows = table.join(index.select(["image_id", "source_path"]), "image_id").to_pandas()
     rows = rows[rows["label"] != "contempt"]
@@ -119,7 +125,7 @@ def false_positive_estimate(faces: pa.Table, out: Path) -> list[str]:
     images = [cv2.equalizeHist(decode_png(b)) for b in faces.column("face").to_pylist()]
     z = np.stack([(im - im.mean()) / (im.std() + 1e-6) for im in images]).reshape(len(images), -1)
     worst = []
-    for key in ("source_phash_eq", "verified"):
+    for key in ("source_phash_eq", "verified", "robust"):
         extra = np.array([p for p in found[key].tolist() if tuple(p) not in plain], np.int64)
         if not len(extra):
             lines.append(f"{key}: no pair beyond the stored hashes")
@@ -135,6 +141,15 @@ def false_positive_estimate(faces: pa.Table, out: Path) -> list[str]:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(encode_png(contact_sheet(tiles, columns=8, cell=64)))
     lines.append(f"least similar accepted pairs (equalized, side by side): {out}")
+    robust = found.get("robust", np.zeros((0, 2), np.int64))
+    if len(robust):
+        sample = robust[np.random.default_rng(0).choice(len(robust), min(32, len(robust)),
+                                                         replace=False)]
+        raw = [decode_png(b) for b in faces.column("face").take(pa.array(sample.ravel()))
+               .to_pylist()]
+        sheet = out.with_name("robust_pairs.png")
+        sheet.write_bytes(encode_png(contact_sheet(raw, columns=8, cell=64)))
+        lines.append(f"a random sample of the robust tier's pairs (as stored): {sheet}")
     return lines
 
 
@@ -145,11 +160,13 @@ def main() -> None:
     parser.add_argument("--ckplus-count", type=int, default=120)
     parser.add_argument("--local-contrast", type=float, default=0.0,
                         help="share of copies given CLAHE (the hard case)")
+    parser.add_argument("--watermark", type=float, default=0.0,
+                        help="share of copies given a stock-photo watermark")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fer-leaks-") as tmp:
         work = Path(tmp)
         spec = RepackageSpec(args.fer_count, args.ckplus_count,
-                             local_contrast=args.local_contrast)
+                             local_contrast=args.local_contrast, watermark=args.watermark)
         raw, planted = build_raw(args.shared.resolve(), work, spec)
         print(f"repackage: {len(planted):,} planted copies "
               f"({dict(Counter(planted['origin_dataset']))})")
@@ -168,13 +185,16 @@ def main() -> None:
         ours = twins(list(rows["file"]), rows["split"].to_numpy())
         faces = faces_table(work / "storage")
         base = baseline_twins(faces, raw)
+        before = index_twins(faces, DedupOptions(robust_correlation=1.01,
+                                                 dataset_priority=keeper_priority()), raw)
         print("training rows with a val/test twin (imagehash of the original files, stored or "
               "equalized):")
         print("| index | within 2 bits | within 4 bits | within 4, mirrors too |")
         print("|---|---:|---:|---:|")
         for name, t in (("stored-pixel pHash only (baseline)", base),
-                        ("face_index: digest, crop + stored + equalized pHash, verified tier",
-                         ours)):
+                        ("digest, crop + stored + equalized pHash, verified tier (before)",
+                         before),
+                        ("face_index: the same + the robust tier", ours)):
             print(f"| {name} | " + " | ".join(f"{v:,}" for v in t) + " |")
         for line in false_positive_estimate(faces, REPO / "bench" / "out" / "dedup_pairs.png"):
             print(line)

@@ -171,9 +171,10 @@ def precision_recall(scores: np.ndarray, truth: np.ndarray) -> list[dict]:
 
 
 def suspects_png(faces: list[np.ndarray], captions: list[str], columns: int = 8,
-                 cell: int = 72) -> bytes:
-    """The most suspect faces, each captioned "given -> suggested", as a PNG contact sheet."""
-    caption_h, pad = 14, 4
+                 cell: int = 80) -> bytes:
+    """The most suspect faces, each captioned with its given and suggested label (two lines),
+    as a PNG contact sheet."""
+    caption_h, pad = 28, 4
     rows = max(1, (len(faces) + columns - 1) // columns)
     sheet = Image.new("L", (columns * (cell + pad) + pad, rows * (cell + caption_h + pad) + pad),
                       255)

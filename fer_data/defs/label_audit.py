@@ -62,7 +62,7 @@ def label_issues(context: AssetExecutionContext, config: AuditConfig,
     position = {i: n for n, i in enumerate(rows.column("image_id").to_pylist())}
     shown = [decode_png(rows.column("face")[position[i]].as_py())
              for i in suspects.column("image_id").to_pylist()]
-    captions = [f"{a} > {b}" for a, b in zip(suspects.column("label").to_pylist(),
+    captions = [f"{a}\n> {b}" for a, b in zip(suspects.column("label").to_pylist(),
                                               suspects.column("suggested_label").to_pylist(),
                                               strict=True)]
     flagged = audit.table.column("flagged").to_pylist()
