@@ -55,9 +55,13 @@ def main() -> None:
     parser.add_argument("--max-runs", type=int, default=0, help="stop after this many new runs")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="where the result files and the report go (a grid on other "
+                        "data, e.g. after de-duplication changed the splits, wants its own)")
     args = parser.parse_args()
     records = run_experiment(
-        args.work / "curated" / "fer7", RESULTS, args.work / "augmentation", "disgust", "fear",
+        args.work / "curated" / "fer7", args.results, args.work / "augmentation", "disgust",
+        "fear",
         args.model,
         args.variants, tuple(args.seeds), -1 if args.report_only else args.max_runs,
         log=lambda m: print(m, flush=True), epochs=args.epochs, max_minutes=args.max_minutes,
@@ -66,8 +70,8 @@ def main() -> None:
         print("no results yet")
         return
     table = summary_table(records, "disgust") + "\n\n" + training_rows_table(records)
-    (RESULTS / "report.md").write_text(table + "\n")
-    (RESULTS / "disgust_f1.png").write_bytes(target_f1_png(records, "disgust"))
+    (args.results / "report.md").write_text(table + "\n")
+    (args.results / "disgust_f1.png").write_bytes(target_f1_png(records, "disgust"))
     print(table)
 
 
