@@ -20,7 +20,10 @@ candidates that correlate at `robust_floor` or more but less than `min_correlati
 thumbnails still correlate at `robust_correlation` over the 80% of pixels where they agree best
 (tier 2, `robust`): a stock-photo watermark written over one copy, a local contrast change
 (CLAHE) or a posterized export disagree in a minority of pixels, which a plain correlation
-cannot ignore (FER2013's own watermarked repeats correlate at 0.87-0.90).
+cannot ignore (FER2013's own watermarked repeats correlate at 0.87-0.90). The robust tier only
+joins faces with the same label: one person's two expressions in one framing also differ in a
+minority of pixels (the mouth, the eyes), so a different label there is as likely an
+expression as a label conflict.
 """
 
 from __future__ import annotations
@@ -241,16 +244,18 @@ def _verified(keys: pa.Table, tier1: np.ndarray,
     thumbnails, and at a million faces verifying them all took most of face_index's time
     (bench/scale.py). The clusters are those of verifying every candidate."""
     candidates = _near(keys, "source_phash_eq", options.verify_radius, options.include_flips)
-    if {"label", "subject_id"} <= set(keys.column_names):  # as build_index will part them
-        tier1 = _drop_posed_expressions(tier1, np.array(keys.column("label").to_pylist(),
-                                                        dtype=object),
-                                        keys.column("subject_id").to_pylist())
+    labels = np.array(keys.column("label").to_pylist(), dtype=object) \
+        if "label" in keys.column_names else None
+    if labels is not None and "subject_id" in keys.column_names:  # as build_index parts them
+        tier1 = _drop_posed_expressions(tier1, labels, keys.column("subject_id").to_pylist())
     joined = clusters(keys.num_rows, tier1)
     candidates = candidates[joined[candidates[:, 0]] != joined[candidates[:, 1]]]
     thumbs = _thumbs(keys)
     plain = correlation(thumbs, candidates)
     verified = plain >= options.min_correlation
     maybe = candidates[~verified & (plain >= options.robust_floor)]
+    if labels is not None:  # one person's two expressions differ in a minority of pixels too
+        maybe = maybe[labels[maybe[:, 0]] == labels[maybe[:, 1]]]
     robust = maybe[robust_correlation(thumbs, maybe) >= options.robust_correlation]
     return candidates[verified], robust
 

@@ -253,15 +253,19 @@ def summary_table(records: list[dict], target: str) -> str:
 
 
 def training_rows_table(records: list[dict]) -> str:
-    """Markdown: training rows per class, real only and with the StarGAN top-up."""
-    plain = next((r for r in records if r["synthetic_rows"] == 0), None)
+    """Markdown: training rows per class, real only, with the StarGAN top-up, and without the
+    rows the label audit flagged."""
+    real = [r for r in records if r["synthetic_rows"] == 0]
+    plain = next((r for r in real if r["variant"] != "audited"), real[0] if real else None)
     topped = next((r for r in records if r["synthetic_rows"] > 0), None)
+    audited = next((r for r in records if r["variant"] == "audited"), None)
     if plain is None:
         return ""
     classes = list(plain["train_counts"])
     lines = ["| training rows | " + " | ".join(classes) + " | all |",
              "|---|" + "---:|" * (len(classes) + 1)]
-    for name, r in (("real", plain), ("real + synthetic", topped)):
+    for name, r in (("real", plain), ("real + synthetic", topped),
+                    ("real, flagged labels left out", audited)):
         if r is not None:
             counts = [r["train_counts"][c] for c in classes]
             lines.append(f"| {name} | " + " | ".join(f"{n:,}" for n in counts)

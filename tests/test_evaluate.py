@@ -130,9 +130,15 @@ def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeli
     by = {r["variant"]: r for r in first}
     real = load_split(data, "train", synthetic=False)
     counts = dict(zip(real.classes, real.counts().tolist(), strict=True))
+    unflagged = load_split(data, "train", synthetic=False, flagged=False)
+    assert 0 < len(unflagged) < len(real)
+    assert by["audited"]["train_counts"] == dict(zip(
+        unflagged.classes, unflagged.counts().tolist(), strict=True))
     for variant, record in by.items():
         with_synthetic = variant.startswith("stargan")
         assert (record["synthetic_rows"] > 0) == with_synthetic
+        if variant == "audited":
+            continue
         # the synthetic rows published (the gate may fall short of fear's count) join disgust
         assert record["train_counts"]["disgust"] == counts["disgust"] + record["synthetic_rows"]
         assert record["train_counts"]["disgust"] <= counts["fear"]
@@ -165,4 +171,5 @@ def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeli
     assert table.count("| cnn |") == len(VARIANTS)
     rows = training_rows_table(again).splitlines()
     assert rows[2].startswith("| real |") and rows[3].startswith("| real + synthetic |")
+    assert rows[4].startswith("| real, flagged labels left out |")
     assert rows[-1] == f"Synthetic rows from generator `{made_by[0]}`"

@@ -185,6 +185,6 @@ def test_demo_pipeline_audits_the_training_split_and_publishes_label_quality(dem
     # and what de-duplication found, per key, as face_index recorded it
     index = pq.read_table(root / "storage" / "face_index" / "all.parquet")
     pairs = json.loads(index.schema.metadata[b"fer_data_counts.duplicate_pairs"])
-    assert pairs["exact"] > 0
+    assert sum(pairs.values()) > 0
     for key, n in pairs.items():
         assert f"(`{key}`): {n:,}" in card

@@ -59,7 +59,7 @@ class DedupConfig(Config):
         DedupOptions.robust_correlation, description="Second tier, robust: a candidate "
         "correlating at robust_floor or more is confirmed when the 80% of thumbnail pixels "
         "where the two agree best correlate at this (a watermark, local contrast change or "
-        "posterized copy; above 1 turns it off).")
+        "posterized copy, same label only; above 1 turns it off).")
     robust_floor: float = Field(
         DedupOptions.robust_floor, description="Second tier, robust: the plain thumbnail "
         "correlation a candidate needs before the robust check.")
