@@ -8,7 +8,8 @@ asset's function, its default options) runs on a copy of the training split in w
 of the labels (--flip) was changed on purpose to another class drawn uniformly, plus every
 member of the export's byte-identical groups whose copies carry different labels (the
 pipeline drops those before splitting, so they are added back here: both sides, each with its
-own label; a group's copies share a fold). Printed and written to
+own label; a group's copies share a fold and are each other's rival labels, as face_index's
+dropped conflict copies are in the asset). Printed and written to
 bench/results/label_audit.json:
 - recall and precision of the default flags against the planted flips (the export's own wrong
   labels are flagged too and count against precision here: FER+ re-voted about one label in
@@ -34,7 +35,7 @@ from common import REPO, real_pipeline
 from fer_data import storage
 from fer_data.artefacts import load_face_crops, training_split
 from fer_data.classifier import FaceTensors, from_pngs
-from fer_data.label_audit import AuditOptions, audit_labels, precision_recall
+from fer_data.label_audit import AuditOptions, audit_labels, precision_recall, rival_labels
 from fer_data.labels import class_names, map_label
 from fer_data.storage import ALL
 
@@ -97,7 +98,8 @@ def main() -> None:
     groups = [s if s is not None else f"digest:{d}" for s, d in zip(subjects, digests,
                                                                       strict=True)]
     options = AuditOptions(folds=args.folds, epochs=args.epochs, seed=args.seed)
-    audit = audit_labels(audited, both, options, groups=groups)
+    rivals = rival_labels(digests, audited.labels.numpy())
+    audit = audit_labels(audited, both, options, groups=groups, rivals=rivals)
 
     flagged = np.asarray(audit.table.column("flagged").to_pylist())
     quality = np.asarray(audit.table.column("label_quality").to_pylist())

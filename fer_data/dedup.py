@@ -13,17 +13,18 @@ The keys (`source_keys`, `crop_keys`) are computed per face by the faces stage:
 
 Two faces are duplicates when their source digests are equal, when the crop or stored-source
 pHashes are within `threshold` bits or the equalized ones within `eq_threshold` (mirrors
-included), or when their equalized pHashes are within `verify_radius` bits and their thumbnails
-correlate at `min_correlation` or more (tier 2, `verified`: copies whose hash moved further,
-verified by the pixels so that look-alike faces of different people stay apart), or, for the
-candidates that correlate at `robust_floor` or more but less than `min_correlation`, when the
-thumbnails still correlate at `robust_correlation` over the 80% of pixels where they agree best
-(tier 2, `robust`): a stock-photo watermark written over one copy, a local contrast change
-(CLAHE) or a posterized export disagree in a minority of pixels, which a plain correlation
-cannot ignore (FER2013's own watermarked repeats correlate at 0.87-0.90). The robust tier only
-joins faces with the same label: one person's two expressions in one framing also differ in a
-minority of pixels (the mouth, the eyes), so a different label there is as likely an
-expression as a label conflict.
+included), or when their equalized pHashes are within `verify_radius` bits (or the hashes of one
+quarter of their thumbnails within `quarter_radius`: a watermark band leaves one quarter alone)
+and their thumbnails correlate at `min_correlation` or more (tier 2, `verified`: copies whose
+hash moved further, verified by the pixels so that look-alike faces of different people stay
+apart), or, for the candidates that correlate at `robust_floor` or more but less than
+`min_correlation`, when the thumbnails still correlate at `robust_correlation` over the 80% of
+pixels where they agree best (tier 2, `robust`): a stock-photo watermark written over one copy, a
+local contrast change (CLAHE) or a posterized export disagree in a minority of pixels, which a
+plain correlation cannot ignore (FER2013's own watermarked repeats correlate at 0.87-0.90). The
+robust tier only joins faces with the same label: one person's two expressions in one framing
+also differ in a minority of pixels (the mouth, the eyes), so a different label there is as
+likely an expression as a label conflict.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import pyarrow.compute as pc
 
 from fer_data import schema
 from fer_data.hash_search import clusters, group_pairs, mirrored_pairs, near_pairs
-from fer_data.phash import phash_batch, to_gray
+from fer_data.phash import phash_batch, quarter_hashes, to_gray
 
 # The split a duplicate cluster keeps when its members came from different splits.
 SPLIT_PROTECTION = {"test": 3, "val": 2, "train": 1, None: 0}
@@ -110,6 +111,9 @@ class DedupOptions:
     # different people in real FER2013 candidates, 0.97 none seen: bench/leaks.py)
     robust_correlation: float = 0.97
     robust_floor: float = 0.8
+    # tier 2 candidates also come from each quarter of the thumbnail: a watermark band moves
+    # the whole-face hash by up to 20 bits but leaves one quarter within 8 (0: off)
+    quarter_radius: int = 8
     conflict_policy: Literal["drop_all", "keep_majority"] = "keep_majority"
     min_std: float = 4.0  # below this pixel standard deviation an image is near-uniform
     # which dataset's copy a cluster keeps, first preferred (the registry's keeper ranks:
@@ -243,14 +247,17 @@ def _verified(keys: pa.Table, tier1: np.ndarray,
     pairs that tier 1 has not already joined (directly or through others): those need no
     thumbnails, and at a million faces verifying them all took most of face_index's time
     (bench/scale.py). The clusters are those of verifying every candidate."""
+    thumbs = _thumbs(keys)
     candidates = _near(keys, "source_phash_eq", options.verify_radius, options.include_flips)
+    if options.quarter_radius:
+        candidates = _unique([candidates, _quarter_candidates(thumbs, options.quarter_radius,
+                                                              options.include_flips)])
     labels = np.array(keys.column("label").to_pylist(), dtype=object) \
         if "label" in keys.column_names else None
     if labels is not None and "subject_id" in keys.column_names:  # as build_index parts them
         tier1 = _drop_posed_expressions(tier1, labels, keys.column("subject_id").to_pylist())
     joined = clusters(keys.num_rows, tier1)
     candidates = candidates[joined[candidates[:, 0]] != joined[candidates[:, 1]]]
-    thumbs = _thumbs(keys)
     plain = correlation(thumbs, candidates)
     verified = plain >= options.min_correlation
     maybe = candidates[~verified & (plain >= options.robust_floor)]
@@ -258,6 +265,19 @@ def _verified(keys: pa.Table, tier1: np.ndarray,
         maybe = maybe[labels[maybe[:, 0]] == labels[maybe[:, 1]]]
     robust = maybe[robust_correlation(thumbs, maybe) >= options.robust_correlation]
     return candidates[verified], robust
+
+
+def _quarter_candidates(thumbs: Thumbs, radius: int, flips: bool) -> np.ndarray:
+    """Pairs with a quarter of their thumbnails hashed within `radius` bits (phash.
+    quarter_hashes; with `flips`, one against the other's mirror): watermarked copies, whose
+    whole-face hash the text moved too far."""
+    hashes, mirrored = quarter_hashes(thumbs.pixels.reshape(-1, THUMB_SIDE, THUMB_SIDE))
+    sets = []
+    for q in range(4):
+        sets.append(near_pairs(hashes[:, q], hashes[:, q], radius, same_set=True))
+        if flips:
+            sets.append(mirrored_pairs(hashes[:, q], mirrored[:, q], radius))
+    return _unique(sets)
 
 
 def _near(keys: pa.Table, kind: str, radius: int, flips: bool) -> np.ndarray:

@@ -13,7 +13,11 @@ model trusts its given label, with confident learning (Northcutt et al., JAIR 20
    contradict (per-class thresholds from the confident joint, so a hard class is not flagged
    wholesale), and `cleanlab.rank.get_label_quality_scores` gives each face a label quality in
    [0, 1] (the probability of its given label: low = suspect);
-3. the suggested label is the most probable class.
+3. the same picture cannot show two expressions: a face whose copies (byte-identical files,
+   or a de-duplication cluster whose other labels face_index dropped as a conflict) carry other
+   labels is flagged too when the probabilities prefer one of those labels to its own, so every
+   such conflict has at least one side flagged;
+4. the suggested label is the most probable class.
 
 The result is the `label_issues` table (schema.LABEL_ISSUES): one row per audited face.
 Publishing keeps every row by default and adds `label_quality`; `PublishOptions.label_audit`
@@ -29,6 +33,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
@@ -37,6 +42,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from fer_data.classifier import FaceTensors, FitOptions, build_model, fit, predict_proba
 from fer_data.images import encode_png
+from fer_data.labels import class_names, map_label
 from fer_data.schema import LABEL_ISSUES
 
 AUDIT_METADATA = "fer_data.label_audit"  # Parquet key of the options the audit ran with
@@ -105,14 +111,44 @@ class Audit:
         return {AUDIT_METADATA.encode(): json.dumps(asdict(self.options)).encode()}
 
 
-def flag_issues(labels: np.ndarray, probs: np.ndarray, filter_by: str) -> tuple[np.ndarray,
-                                                                                  np.ndarray]:
+def rival_labels(pictures: list[str], labels: np.ndarray,
+                 outside: dict[str, set[int]] | None = None) -> list[frozenset[int]]:
+    """For every face, the other labels its picture carries: among the audited faces (same
+    `pictures` key) and in `outside` (labels of copies that are not audited, by key)."""
+    seen: dict[str, set[int]] = {k: set(v) for k, v in (outside or {}).items()}
+    for key, label in zip(pictures, labels, strict=True):
+        seen.setdefault(key, set()).add(int(label))
+    return [frozenset(seen[k] - {int(y)}) for k, y in zip(pictures, labels, strict=True)]
+
+
+def index_rivals(index: pa.Table, image_ids: list[str], class_set: str) -> list[frozenset[int]]:
+    """rival_labels of the audited faces `image_ids` from face_index: the labels of the copies
+    in each one's de-duplication cluster that face_index dropped as a label conflict."""
+    classes = class_names(class_set)
+    cluster = dict(zip(index["image_id"].to_pylist(), index["cluster_id"].to_pylist(),
+                       strict=True))
+    outside: dict[str, set[int]] = {}
+    dropped = index.filter(pc.equal(index["drop_reason"], "label_conflict"))
+    for c, label in zip(dropped["cluster_id"].to_pylist(), dropped["label"].to_pylist(),
+                        strict=True):
+        mapped = map_label(label, class_set)
+        if mapped is not None:
+            outside.setdefault(str(c), set()).add(classes.index(mapped))
+    return [frozenset(outside.get(str(cluster[i]), ())) for i in image_ids]
+
+
+def flag_issues(labels: np.ndarray, probs: np.ndarray, filter_by: str,
+                rivals: list[frozenset[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(flagged, label quality) of every face from its given label and out-of-fold
-    probabilities."""
+    probabilities; with `rivals` (rival_labels), a face is also flagged when the probabilities
+    prefer a label its other copies carry to its own."""
     labels = np.asarray(labels, np.int64)
+    conflict = np.zeros(len(labels), bool)
+    for i, other in enumerate(rivals or []):
+        conflict[i] = any(probs[i, r] > probs[i, labels[i]] for r in other)
     present = np.unique(labels)
     if len(present) < 2:  # nothing to compare a label with
-        return np.zeros(len(labels), bool), probs[np.arange(len(labels)), labels]
+        return conflict, probs[np.arange(len(labels)), labels]
     # cleanlab wants every class index to occur; restrict to the classes present
     remap = np.full(probs.shape[1], -1, np.int64)
     remap[present] = np.arange(len(present))
@@ -120,15 +156,16 @@ def flag_issues(labels: np.ndarray, probs: np.ndarray, filter_by: str) -> tuple[
     sub = sub / sub.sum(1, keepdims=True)
     flagged = find_label_issues(remap[labels], sub, filter_by=filter_by, n_jobs=1)
     quality = get_label_quality_scores(remap[labels], sub, method="self_confidence")
-    return np.asarray(flagged, bool), np.asarray(quality, np.float64)
+    return np.asarray(flagged, bool) | conflict, np.asarray(quality, np.float64)
 
 
 def audit_labels(faces: FaceTensors, rows: pa.Table, options: AuditOptions,
                  log: Callable[[str], None] = print,
-                 groups: list[str | None] | None = None) -> Audit:
+                 groups: list[str | None] | None = None,
+                 rivals: list[frozenset[int]] | None = None) -> Audit:
     """The label audit of the training faces `faces`; `rows` holds each face's image_id,
     dataset and subject_id, in the same order. Faces of one group (default: the subject) share
-    a fold."""
+    a fold; `rivals` (rival_labels) are the other labels each face's copies carry."""
     started = time.perf_counter()
     labels = faces.labels.numpy()
     if len(faces) < 2 * options.folds:
@@ -137,7 +174,7 @@ def audit_labels(faces: FaceTensors, rows: pa.Table, options: AuditOptions,
     fold = fold_of(labels, rows.column("subject_id").to_pylist() if groups is None else groups,
                    options.folds, options.seed)
     probs = out_of_fold_probabilities(faces, fold, options, log)
-    flagged, quality = flag_issues(labels, probs, options.filter_by)
+    flagged, quality = flag_issues(labels, probs, options.filter_by, rivals)
     classes = np.array(faces.classes, dtype=object)
     suggested = probs.argmax(1)
     table = pa.table({

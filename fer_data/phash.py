@@ -133,3 +133,32 @@ def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     """Bitwise Hamming distance between int64 hashes (broadcasts)."""
     x = np.bitwise_xor(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
     return _POPCOUNT[x[..., None].view(np.uint8)].sum(axis=-1)
+
+
+
+def quarter_hashes(images: np.ndarray, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """A pHash-style 64-bit hash of each quarter of each square image (n, s, s) (top-left,
+    top-right, bottom-left, bottom-right: the low 8x8 DCT frequencies of the quarter against
+    their median), as (n, 4) int64, and the same of every mirror image. A band of overlaid text
+    crosses two or three quarters at most, so the copy of a watermarked face keeps at least one
+    quarter's hash nearly unchanged. The mirror's coefficients are the quarter's own with the
+    odd horizontal frequencies negated, the quarters swapped left for right."""
+    n, side = len(images), images.shape[1]
+    half = side // 2
+    k = np.arange(HASH_SIZE)[:, None]
+    rows = np.cos(np.pi * k * (2 * np.arange(half)[None, :] + 1) / (2 * half)).astype(np.float32)
+    flip = np.where(np.arange(HASH_SIZE) % 2, -1, 1).astype(np.float32)[None, None, None, :]
+    weights = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
+    out = np.zeros((2, n, 4), np.int64)
+    for start in range(0, n, block):
+        x = images[start:start + block].astype(np.float32)
+        m = len(x)
+        quarters = x.reshape(m, 2, half, 2, half).transpose(0, 1, 3, 2, 4).reshape(
+            m * 4, half, half)
+        low = (rows @ quarters @ rows.T).reshape(m, 4, HASH_SIZE, HASH_SIZE)
+        for j, coefficients in enumerate((low, (low * flip)[:, [1, 0, 3, 2]])):
+            flat = coefficients.reshape(m, 4, -1)
+            bits = flat > np.median(flat, axis=2, keepdims=True)
+            out[j, start:start + m] = (bits.astype(np.uint64) * weights).sum(
+                2, dtype=np.uint64).view(np.int64)
+    return out[0], out[1]

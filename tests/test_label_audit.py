@@ -14,7 +14,15 @@ import torch
 
 from fer_data.classifier import FaceTensors
 from fer_data.demo.draw import draw_face, random_identity, random_pose, to_gray
-from fer_data.label_audit import AuditOptions, audit_labels, flag_issues, fold_of, precision_recall
+from fer_data.label_audit import (
+    AuditOptions,
+    audit_labels,
+    flag_issues,
+    fold_of,
+    index_rivals,
+    precision_recall,
+    rival_labels,
+)
 from fer_data.labels import class_names
 from fer_data.publish import PublishOptions, curated_rows, publish_rows
 
@@ -66,6 +74,38 @@ def test_a_label_the_probabilities_contradict_is_flagged_and_rated_low():
     flagged, quality = flag_issues(labels, probs, "prune_by_noise_rate")
     assert set(np.flatnonzero(flagged)) == set(wrong)
     assert quality[wrong].max() < quality[np.setdiff1d(np.arange(150), wrong)].min()
+
+
+def test_a_picture_with_two_labels_has_the_side_the_model_doubts_flagged():
+    # faces 0 and 1 are one picture labelled 0 and 1; the model slightly prefers 1 but not
+    # enough for confident learning to call face 0 wrong. Face 2's copy outside the audit (a
+    # cluster member face_index dropped) says 2; the model prefers face 2's own label 0.
+    labels = np.array([0, 1, 0] + [0, 1, 2] * 30)
+    probs = np.full((len(labels), 3), 0.05)
+    probs[np.arange(len(labels)), labels] = 0.9
+    probs[0] = probs[1] = [0.45, 0.5, 0.05]
+    probs[2] = [0.6, 0.1, 0.3]
+    probs /= probs.sum(1, keepdims=True)
+    plain, _ = flag_issues(labels, probs, "prune_by_noise_rate")
+    assert not plain[:3].any()
+    pictures = ["a", "a", "b"] + [f"x{i}" for i in range(90)]
+    rivals = rival_labels(pictures, labels, {"b": {2}})
+    assert rivals[:3] == [frozenset({1}), frozenset({0}), frozenset({2})]
+    flagged, _ = flag_issues(labels, probs, "prune_by_noise_rate", rivals)
+    assert flagged.tolist()[:3] == [True, False, False]
+    assert not flagged[3:].any()
+
+
+def test_rivals_come_from_the_label_conflicts_face_index_dropped():
+    index = pa.table({
+        "image_id": ["k", "d1", "d2", "other"],
+        "cluster_id": [7, 7, 7, 9],
+        "label": ["fear", "sad", "fear", "happy"],
+        "drop_reason": [None, "label_conflict", "duplicate", None],
+    })
+    classes = class_names("fer7")
+    assert index_rivals(index, ["other", "k"], "fer7") == [
+        frozenset(), frozenset({classes.index("sad")})]
 
 
 def test_precision_recall_curve_counts_the_lowest_scores_first():

@@ -63,6 +63,10 @@ class DedupConfig(Config):
     robust_floor: float = Field(
         DedupOptions.robust_floor, description="Second tier, robust: the plain thumbnail "
         "correlation a candidate needs before the robust check.")
+    quarter_radius: int = Field(
+        DedupOptions.quarter_radius, description="Second tier: faces with one quarter of their "
+        "thumbnails hashed within this many bits are candidates too (a watermark band moves "
+        "the whole-face hash but leaves a quarter alone; 0 turns it off, at most 15).")
     min_std: float = Field(
         DedupOptions.min_std, description="Faces with a pixel standard deviation below this "
         "are near-uniform: rejected as low_information.")
@@ -78,7 +82,7 @@ def dedup_settings(config: DedupConfig) -> DedupOptions:
     group_name="dedup",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="3",
+    code_version="4",
     automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,

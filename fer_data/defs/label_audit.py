@@ -14,7 +14,7 @@ from fer_data import storage
 from fer_data.artefacts import load_face_crops, training_split
 from fer_data.defs.resources import PipelineSettings, StorageResource
 from fer_data.images import decode_png
-from fer_data.label_audit import AuditOptions, audit_labels, suspects_png
+from fer_data.label_audit import AuditOptions, audit_labels, index_rivals, suspects_png
 from fer_data.previews import markdown_image
 from fer_data.storage import ALL
 
@@ -36,11 +36,11 @@ class AuditConfig(Config):
 
 
 @asset(
-    deps=["splits", "face_crops"],
+    deps=["splits", "face_crops", "face_index"],
     group_name="evaluate",
     kinds={"pytorch", "parquet"},
     owners=["team:fer-data"],
-    code_version="1",
+    code_version="2",
     automation_condition=AutomationCondition.eager(),
 )
 def label_issues(context: AssetExecutionContext, config: AuditConfig,
@@ -48,7 +48,8 @@ def label_issues(context: AssetExecutionContext, config: AuditConfig,
                  settings: PipelineSettings) -> MaterializeResult:
     """Which training labels are probably wrong: out-of-fold probabilities of the compact CNN
     (val and test never touched) ranked by cleanlab. One row per training face, the flagged
-    ones with the label the model suggests; curated_dataset publishes its label_quality."""
+    ones with the label the model suggests (and every kept face whose duplicate cluster had
+    copies with a label the model prefers); curated_dataset publishes its label_quality."""
     layout = storage_resource.layout()
     faces, _ = load_face_crops(layout, ["image_id", "dataset", "label", "subject_id", "face"])
     rows, tensors = training_split(faces, storage.read_table(layout.table("splits", ALL)),
@@ -56,7 +57,10 @@ def label_issues(context: AssetExecutionContext, config: AuditConfig,
     options = AuditOptions(folds=config.folds, epochs=config.epochs,
                            min_steps=config.min_steps, filter_by=config.filter_by,
                            seed=config.seed, device=config.device)
-    audit = audit_labels(tensors, rows, options, log=context.log.info)
+    index = storage.read_table(layout.table("face_index", ALL),
+                               columns=["image_id", "cluster_id", "label", "drop_reason"])
+    rivals = index_rivals(index, rows.column("image_id").to_pylist(), settings.class_set)
+    audit = audit_labels(tensors, rows, options, log=context.log.info, rivals=rivals)
     path = storage.write_table(audit.table, layout.table("label_issues", ALL))
     suspects = audit.flagged().slice(0, SUSPECTS_SHOWN)
     position = {i: n for n, i in enumerate(rows.column("image_id").to_pylist())}
