@@ -125,16 +125,16 @@ def index_rivals(index: pa.Table, image_ids: list[str], class_set: str) -> list[
     """rival_labels of the audited faces `image_ids` from face_index: the labels of the copies
     in each one's de-duplication cluster that face_index dropped as a label conflict."""
     classes = class_names(class_set)
-    cluster = dict(zip(index["image_id"].to_pylist(), index["cluster_id"].to_pylist(),
-                       strict=True))
-    outside: dict[str, set[int]] = {}
+    outside: dict[int, set[int]] = {}
     dropped = index.filter(pc.equal(index["drop_reason"], "label_conflict"))
     for c, label in zip(dropped["cluster_id"].to_pylist(), dropped["label"].to_pylist(),
                         strict=True):
         mapped = map_label(label, class_set)
         if mapped is not None:
-            outside.setdefault(str(c), set()).add(classes.index(mapped))
-    return [frozenset(outside.get(str(cluster[i]), ())) for i in image_ids]
+            outside.setdefault(c, set()).add(classes.index(mapped))
+    where = pc.index_in(pa.array(image_ids, pa.string()), index["image_id"])
+    clusters = index["cluster_id"].take(where).to_pylist()
+    return [frozenset(outside.get(c, ())) for c in clusters]
 
 
 def flag_issues(labels: np.ndarray, probs: np.ndarray, filter_by: str,

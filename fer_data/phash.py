@@ -135,7 +135,6 @@ def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     return _POPCOUNT[x[..., None].view(np.uint8)].sum(axis=-1)
 
 
-
 def quarter_hashes(images: np.ndarray, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """A pHash-style 64-bit hash of each quarter of each square image (n, s, s) (top-left,
     top-right, bottom-left, bottom-right: the low 8x8 DCT frequencies of the quarter against
@@ -148,7 +147,6 @@ def quarter_hashes(images: np.ndarray, block: int = 65536) -> tuple[np.ndarray, 
     k = np.arange(HASH_SIZE)[:, None]
     rows = np.cos(np.pi * k * (2 * np.arange(half)[None, :] + 1) / (2 * half)).astype(np.float32)
     flip = np.where(np.arange(HASH_SIZE) % 2, -1, 1).astype(np.float32)[None, None, None, :]
-    weights = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
     out = np.zeros((2, n, 4), np.int64)
     for start in range(0, n, block):
         x = images[start:start + block].astype(np.float32)
@@ -158,7 +156,6 @@ def quarter_hashes(images: np.ndarray, block: int = 65536) -> tuple[np.ndarray, 
         low = (rows @ quarters @ rows.T).reshape(m, 4, HASH_SIZE, HASH_SIZE)
         for j, coefficients in enumerate((low, (low * flip)[:, [1, 0, 3, 2]])):
             flat = coefficients.reshape(m, 4, -1)
-            bits = flat > np.median(flat, axis=2, keepdims=True)
-            out[j, start:start + m] = (bits.astype(np.uint64) * weights).sum(
-                2, dtype=np.uint64).view(np.int64)
+            bits = flat > np.median(flat, axis=2, keepdims=True)  # packed as phash_batch's
+            out[j, start:start + m] = np.packbits(bits, axis=2).view(">u8")[..., 0]
     return out[0], out[1]
