@@ -103,6 +103,11 @@ def main() -> None:
               f"  ssim {p['ssim_to_source']:.3f}  id {p['identity_ssim']:.3f}"
               f"  eyes {p['eyes_ratio']:.2f}  fd {p['frechet']:.2f}/{p['frechet_ceiling']:.2f}"
               f"  eligible {int(p['eligible'])}")
+        by_source = {k.removeprefix("hit_rate_from_"): v for k, v in p.items()
+                     if k.startswith("hit_rate_from_")}
+        if by_source:
+            print("      hit rate by source class:",
+                  "  ".join(f"{k} {v:.2f}" for k, v in by_source.items()))
     print("grid:", out / "grid.png")
 
 

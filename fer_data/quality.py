@@ -103,6 +103,7 @@ class Translated:
     fake: torch.Tensor
     hit_rate: float  # share the judge ranks as the target class
     ssim_to_source: float
+    hits: torch.Tensor  # (N,) bool: the judge ranks this translation as the target class
 
     def scores(self) -> dict:
         return {"hit_rate": self.hit_rate, "ssim_to_source": self.ssim_to_source,
@@ -115,8 +116,9 @@ def translated(G, sources: FaceTensors, target: int, judge: Judge,
     src = sources.images[sources.labels != target]
     fake = from_gan(translate(G, to_gan(src, image_size), torch.full((len(src),), target),
                               len(sources.classes)), sources.size)
-    hit = (judge.probabilities(fake).argmax(1) == target).float().mean()
-    return Translated(src, fake, float(hit), float(ssim(fake, src).mean()))
+    hits = judge.probabilities(fake).argmax(1) == target
+    return Translated(src, fake, float(hits.float().mean()), float(ssim(fake, src).mean()),
+                      hits)
 
 
 def hit_rates(G, sources: FaceTensors, judge: Judge, image_size: int) -> dict[str, dict]:
@@ -176,6 +178,7 @@ class RealismMeter:
         self.sources, self.judge, self.image_size = sources, judge, image_size
         self.k = sources.classes.index(target)
         src = sources.images[sources.labels != self.k]
+        self.source_labels = sources.labels[sources.labels != self.k]
         self.reference = judge.features(reference.images[reference.labels == self.k])
         self.source_eyes = float(eyes_found(list(src[:, 0].numpy())).mean()) if len(src) else 0
         self.ceiling = frechet_distance(judge.features(src), self.reference)
@@ -184,7 +187,12 @@ class RealismMeter:
         result = translated(G, self.sources, self.k, self.judge, self.image_size)
         eyes = float(eyes_found(list(result.fake[:, 0].numpy())).mean()) \
             if len(result.fake) else 0.0
+        by_source = {f"hit_rate_from_{name}": float(result.hits[self.source_labels == j]
+                                                    .float().mean())
+                     for j, name in enumerate(self.sources.classes)
+                     if bool((self.source_labels == j).any())}
         return {"judge_hit_rate": result.hit_rate, "ssim_to_source": result.ssim_to_source,
+                **by_source,
                 "identity_ssim": identity_ssim(G, self.sources, self.image_size),
                 "eyes_ratio": eyes / self.source_eyes if self.source_eyes else math.nan,
                 "frechet": frechet_distance(self.judge.features(result.fake), self.reference),

@@ -147,11 +147,27 @@ def _remove_versions(final: Path, keep: str) -> None:
 
 
 def read_table(path: UPath, columns: list[str] | None = None) -> pa.Table:
-    """Read a Parquet file written by `write_table`."""
+    """Read a Parquet file written by `write_table`; a file that lacks some of `columns` (one
+    written by an older fer-data) is a clear error that names them and what to do."""
+    try:
+        if is_local(path):
+            return pq.read_table(Path(path), columns=columns)
+        with path.open("rb") as f:
+            return pq.read_table(f, columns=columns)
+    except pa.ArrowInvalid:
+        missing = sorted(set(columns or ()) - set(read_schema(path).names))
+        if not missing:
+            raise
+        raise ValueError(f"{path} has no column(s) {missing}: it was written by an older "
+                         "fer-data; materialize the asset that writes it again") from None
+
+
+def read_schema(path: UPath) -> pa.Schema:
+    """The schema of a Parquet file, from its footer only."""
     if is_local(path):
-        return pq.read_table(Path(path), columns=columns)
+        return pq.read_schema(Path(path))
     with path.open("rb") as f:
-        return pq.read_table(f, columns=columns)
+        return pq.read_schema(f)
 
 
 def iter_batches(path: UPath, batch_size: int = 256, columns: list[str] | None = None):

@@ -6,8 +6,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 
+import pyarrow as pa
+import pytest
 from dagster import DagsterEventType, DagsterInstance, build_sensor_context
 
+from fer_data import storage
+from fer_data.artefacts import load_face_crops
+from fer_data.augment import TRAINING_COLUMNS
 from fer_data.datasets import write_demo
 from fer_data.defs.resources import StorageResource
 from fer_data.defs.sensors import raw_folder_sensor
@@ -74,3 +79,16 @@ def test_sensor_requests_new_and_changed_folders(tmp_path):
     (next((raw / "jaffe").rglob("*.tiff"))).unlink()
     later = raw_folder_sensor(build_sensor_context(cursor=first.cursor, resources=resources))
     assert sorted(r.partition_key for r in later.run_requests) == ["jaffe", "kdef"]
+
+
+def test_a_table_written_by_an_older_version_is_a_clear_error(tmp_path):
+    """A face_crops partition from before a column existed (an old storage/ kept across an
+    upgrade) names the missing column and what to do, not pyarrow's FieldRef error."""
+    layout = storage.StorageLayout.from_env(str(tmp_path / "raw"), str(tmp_path / "storage"),
+                                            str(tmp_path / "curated"))
+    old = pa.table({name: pa.array([], pa.string()) for name in TRAINING_COLUMNS
+                    if name != "phash"})
+    storage.write_table(old, layout.table("face_crops", "fer2013"))
+    with pytest.raises(ValueError, match=r"\['phash'\].*materialize"):
+        load_face_crops(layout, TRAINING_COLUMNS)
+    assert load_face_crops(layout, ["image_id"])[0].num_rows == 0  # what it has still reads
