@@ -315,6 +315,23 @@ def test_r1_penalty_is_half_the_squared_gradient_at_the_real_faces():
         build_models(tiny_config(adv_loss="hinge"))
 
 
+def test_penalty_per_image_does_not_scale_with_the_critic_map():
+    """A 12x12 map of one cell repeated: penalised per image, its slope is the cell's; the
+    official sum penalises 144 times the slope."""
+    from stargan.train import gradient_penalty, per_image, r1_penalty
+
+    w = torch.randn(1, 1, 4, 4)
+    x = torch.randn(3, 1, 4, 4, requires_grad=True)
+    cell = (x * w).sum(dim=(1, 2, 3))
+    out = cell.view(3, 1, 1, 1).expand(3, 1, 12, 12)
+    slope = w.norm()
+    mean = per_image(out, tiny_config(penalty_per_image=True))
+    assert torch.allclose(r1_penalty(mean, x), 0.5 * slope ** 2)
+    assert torch.allclose(gradient_penalty(mean, x), (slope - 1) ** 2)
+    official = per_image(out, tiny_config())
+    assert torch.allclose(r1_penalty(official, x), 0.5 * (144 * slope) ** 2)
+
+
 def test_fake_class_teaches_the_classifier_to_call_translations_fake():
     from stargan.train import discriminator_step, generator_step, label2onehot
 
