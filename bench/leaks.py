@@ -32,10 +32,20 @@ from dagster import DagsterInstance
 
 from fer_data.audit import cross_split_twins, published_rows
 from fer_data.datasets import keeper_priority
-from fer_data.dedup import HASH_KINDS, DedupOptions, build_index, duplicate_pairs
+from fer_data.dedup import (
+    HASH_KINDS,
+    THUMB_SIDE,
+    DedupOptions,
+    build_index,
+    correlation,
+    duplicate_pairs,
+    robust_correlation,
+    thumbnails,
+)
 from fer_data.defs.resources import StorageResource
 from fer_data.demo.repackage import RepackageSpec, repackage
 from fer_data.images import decode_png, encode_png
+from fer_data.phash import hamming, quarter_hashes
 from fer_data.previews import contact_sheet
 from fer_data.run import materialize_assets
 from fer_data.splits import SplitOptions, assign_splits
@@ -79,13 +89,54 @@ def faces_table(storage: Path) -> pa.Table:
                              for d in ("fer2013", "ckplus", "face_expression")])
 
 
-def planted_found(index: pd.DataFrame, planted: pd.DataFrame) -> pd.Series:
+def planted_found(index: pd.DataFrame, planted: pd.DataFrame,
+                  by_kind: bool = True) -> pd.Series:
+    """Whether each planted copy is in its origin's cluster; by_kind: counted per processing."""
     cluster = dict(zip(zip(index["dataset"], index["source_path"], strict=True),
                        index["cluster_id"], strict=True))
     found = [cluster[("face_expression", c)] == cluster[(d, p)] for c, d, p in zip(
         planted["copy"], planted["origin_dataset"], planted["origin_path"], strict=True)]
+    if not by_kind:
+        return pd.Series(found)
     kind = planted["processing"].str.split(",").str[0].str.split(" ").str[0]
     return pd.Series(found).groupby(kind.to_numpy()).agg(["sum", "count"])
+
+
+def missed_copies(faces: pa.Table, index: pd.DataFrame, planted: pd.DataFrame,
+                  out: Path) -> list[str]:
+    """Why each planted copy outside its origin's cluster was missed: its equalized pHash and
+    best quarter hash distance (candidates), thumbnail correlation plain and robust
+    (verification), labels; the pairs drawn side by side (as stored) to `out`."""
+    found = planted_found(index, planted, by_kind=False)
+    missed = planted[~found.to_numpy()]
+    row = {key: i for i, key in enumerate(zip(faces["dataset"].to_pylist(),
+                                              faces["source_path"].to_pylist(), strict=True))}
+    pairs = np.array([[row[(d, p)], row[("face_expression", c)]] for c, d, p in zip(
+        missed["copy"], missed["origin_dataset"], missed["origin_path"], strict=True)],
+        dtype=np.int64).reshape(-1, 2)
+    if not len(pairs):
+        return ["missed planted copies: none"]
+    thumbs = thumbnails(faces)
+    eq = faces.column("source_phash_eq").to_numpy()
+    eq_m = faces.column("source_phash_eq_mirror").to_numpy()
+    quarters, mirrored = quarter_hashes(thumbs.pixels.reshape(-1, THUMB_SIDE, THUMB_SIDE))
+    labels = faces.column("label").to_pylist()
+    plain, robust = correlation(thumbs, pairs), robust_correlation(thumbs, pairs)
+    lines = ["missed planted copies (origin -> copy): eq pHash bits (mirror), best quarter "
+             "bits (mirror), thumbnail correlation plain / robust, labels"]
+    tiles = []
+    for k, ((a, b), processing) in enumerate(zip(pairs, missed["processing"], strict=True)):
+        lines.append(
+            f"  {processing}: eq {int(hamming(eq[a], eq[b]))} ({int(hamming(eq[a], eq_m[b]))}),"
+            f" quarter {int(hamming(quarters[a], quarters[b]).min())} "
+            f"({int(hamming(quarters[a], mirrored[b]).min())}), corr {plain[k]:.3f} / "
+            f"{robust[k]:.3f}, labels {labels[a]} / {labels[b]}")
+        tiles += [thumbs.pixels[a].reshape(THUMB_SIDE, THUMB_SIDE),
+                  thumbs.pixels[b].reshape(THUMB_SIDE, THUMB_SIDE)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(encode_png(contact_sheet(tiles, columns=8, cell=THUMB_SIDE)))
+    lines.append(f"  their thumbnails, origin beside copy: {out}")
+    return lines
 
 
 def twins(files: list[Path], split: np.ndarray) -> tuple[int, int, int]:
@@ -184,6 +235,9 @@ def main() -> None:
               f"{rows['split'].value_counts().to_dict()}")
         ours = twins(list(rows["file"]), rows["split"].to_numpy())
         faces = faces_table(work / "storage")
+        for line in missed_copies(faces, index, planted, REPO / "bench" / "out" /
+                                  "missed_copies.png"):
+            print(line)
         base = baseline_twins(faces, raw)
         before = index_twins(faces, DedupOptions(robust_correlation=1.01,
                                                  dataset_priority=keeper_priority()), raw)

@@ -148,7 +148,7 @@ class Thumbs:
     inv_std: np.ndarray
 
 
-def _thumbs(keys: pa.Table) -> Thumbs:
+def thumbnails(keys: pa.Table) -> Thumbs:
     column = keys.column("source_thumb")
     parts = []
     for chunk in column.chunks:  # the values buffer as it is: no million bytes objects
@@ -247,7 +247,7 @@ def _verified(keys: pa.Table, tier1: np.ndarray,
     pairs that tier 1 has not already joined (directly or through others): those need no
     thumbnails, and at a million faces verifying them all took most of face_index's time
     (bench/scale.py). The clusters are those of verifying every candidate."""
-    thumbs = _thumbs(keys)
+    thumbs = thumbnails(keys)
     candidates = _near(keys, "source_phash_eq", options.verify_radius, options.include_flips)
     if options.quarter_radius:
         candidates = _unique([candidates, _quarter_candidates(thumbs, options.quarter_radius,

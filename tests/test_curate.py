@@ -191,15 +191,15 @@ def test_copies_from_differently_processed_exports_are_found_from_the_source():
 def test_second_tier_needs_the_thumbnails_to_agree():
     """Candidates a little beyond the hash radius join only when their equalized thumbnails
     correlate: the same picture does, a different face at the same distance does not."""
-    from fer_data.dedup import _thumbs, correlation
+    from fer_data.dedup import correlation, thumbnails
 
     rows = face_rows(textures(40, seed=11), ["happy"] * 40)
     pairs = np.array([[i, j] for i in range(40) for j in range(i + 1, 40)])
-    assert correlation(_thumbs(rows), pairs).max() < 0.95
+    assert correlation(thumbnails(rows), pairs).max() < 0.95
     a = textures(1, seed=12)[0]
     noisy = np.clip(a + np.random.default_rng(0).normal(0, 12, a.shape), 0, 255).astype(np.uint8)
     rows = face_rows([a, noisy], ["happy"] * 2)
-    assert correlation(_thumbs(rows), np.array([[0, 1]]))[0] > 0.95
+    assert correlation(thumbnails(rows), np.array([[0, 1]]))[0] > 0.95
     found = build_index(rows, DedupOptions(threshold=0, verify_radius=14)).pairs_by_key
     assert found["verified"] == 1
 
@@ -222,12 +222,12 @@ def overlaid_copies(images: list[np.ndarray], seed: int) -> list[np.ndarray]:
 
 
 def test_robust_tier_joins_watermarked_and_local_contrast_copies_only():
-    from fer_data.dedup import _thumbs, correlation, robust_correlation
+    from fer_data.dedup import correlation, robust_correlation, thumbnails
 
     originals = smooth_faces(30, seed=5)
     copies = overlaid_copies(originals[:10], seed=6)
     rows = face_rows(originals + copies, ["happy"] * 40)
-    thumbs = _thumbs(rows)
+    thumbs = thumbnails(rows)
     own = np.array([[i, 30 + i] for i in range(10)])
     others = np.array([[i, j] for i in range(30) for j in range(i + 1, 30)])
     assert robust_correlation(thumbs, own).min() >= 0.97
