@@ -8,7 +8,7 @@ Needs a --work folder where bench/judge.py (or bench/synthetic.py) ran face_inde
 expression_judge. Checkpoints go to /tmp/fer-tries/NAME (run again to continue a stopped try);
 the figures of every checkpoint (judge hit rate, SSIM to source, identity SSIM, eyes ratio,
 Frechet distance and its ceiling, eligible) to bench/results/synthetic/tries/NAME.json, and the
-last checkpoint's translation grid to /tmp/fer-tries/NAME/grid.png for a look.
+last checkpoint's translation grid beside it (NAME.png) for a look.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> None:
     atomic_write_bytes(path, json.dumps(result, indent=1).encode())
     grid = translation_grid(load_trained(last).G, fixed_sources(real["val"], 1, 5),
                             config.image_size)
-    atomic_write_bytes(out / "grid.png", encode_png(grid))
+    atomic_write_bytes(RESULTS / f"{args.name}.png", encode_png(grid))
     for p in points:
         print(f"step {p['step']:5d} {p['seconds'] / 60:5.1f} min  hit {p['judge_hit_rate']:.3f}"
               f"  ssim {p['ssim_to_source']:.3f}  id {p['identity_ssim']:.3f}"
@@ -108,7 +108,7 @@ def main() -> None:
         if by_source:
             print("      hit rate by source class:",
                   "  ".join(f"{k} {v:.2f}" for k, v in by_source.items()))
-    print("grid:", out / "grid.png")
+    print("grid:", RESULTS / f"{args.name}.png")
 
 
 if __name__ == "__main__":
