@@ -199,11 +199,14 @@ class Discriminator(nn.Module):
 
     `src_depth` (default: all `repeat_num` layers, official) reads the real/fake map after
     fewer stride-2 layers: a local critic whose every cell judges a patch (2 layers at 48 px:
-    a 12x12 map, each cell seeing 18 px), while the classifier still sees the whole face."""
+    a 12x12 map, each cell seeing 18 px), while the classifier still sees the whole face.
+    `blur` low-passes every stride-2 layer's input ([1, 2, 1] in both directions, as
+    StyleGAN's down-sampling): a strided critic is blind to a pattern at its own sampling
+    frequency, and a strong one teaches G to paint it (a checkerboard over the face)."""
 
     def __init__(self, *, image_size: int = 128, channels: int = 3, conv_dim: int = 64,
                  c_dim: int = 5, repeat_num: int | None = None, src_dim: int = 1,
-                 src_depth: int | None = None):
+                 src_depth: int | None = None, blur: bool = False):
         super().__init__()
         repeat_num = repeat_num or discriminator_depth(image_size)
         src_depth = src_depth or repeat_num
@@ -215,8 +218,8 @@ class Discriminator(nn.Module):
         layers, dim, src_channels = [], channels, 0
         for i in range(repeat_num):
             out = conv_dim * 2**i
-            layers += [nn.Conv2d(dim, out, kernel_size=4, stride=2, padding=1),
-                       nn.LeakyReLU(0.01)]
+            conv = nn.Conv2d(dim, out, kernel_size=4, stride=2, padding=1)
+            layers += [nn.Sequential(Blur(dim), conv) if blur else conv, nn.LeakyReLU(0.01)]
             dim = out
             if i + 1 == src_depth:
                 src_channels = dim
@@ -230,6 +233,20 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.main(x)
         return self.conv_src(h), self.conv_cls(self.rest(h)).view(h.size(0), -1)
+
+
+class Blur(nn.Module):
+    """A fixed [1, 2, 1] x [1, 2, 1] / 16 low-pass per channel, same size out (reflected
+    border)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (k[:, None] * k[None, :] / 16).expand(channels, 1, 3, 3)
+                             .contiguous(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.kernel, groups=x.size(1))
 
 
 def domain_map(out_src: torch.Tensor, domains: torch.Tensor | None) -> torch.Tensor:

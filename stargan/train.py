@@ -71,6 +71,7 @@ class TrainConfig:
     d_multitask: bool = False  # one real/fake patch map per domain (StarGAN v2): an image is
     # judged by its domain's map, so the disgust map learns G's disgust as negatives
     d_src_depth: int = 0  # > 0: a local (patch) critic read after this many of D's layers
+    d_blur: bool = False  # low-pass the input of each of D's stride-2 layers (anti-aliased)
     source_class_weight: float = 0.0  # > 0: D's classifier also learns each translated face
     # as its SOURCE class, so a cue painted without changing the expression reads as where the
     # face came from: G's teacher of the target class sees G's output
@@ -191,7 +192,7 @@ def build_models(config: TrainConfig) -> Models:
                       conv_dim=config.d_conv_dim, c_dim=config.c_dim + fake_class,
                       repeat_num=config.d_repeat_num or None,
                       src_dim=config.c_dim if config.d_multitask else 1,
-                      src_depth=config.d_src_depth or None)
+                      src_depth=config.d_src_depth or None, blur=config.d_blur)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     G.to(config.device, memory_format=memory_format)
     D.to(config.device, memory_format=memory_format)
