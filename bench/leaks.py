@@ -122,12 +122,19 @@ def missed_copies(faces: pa.Table, index: pd.DataFrame, planted: pd.DataFrame,
     quarters, mirrored = quarter_hashes(thumbs.pixels.reshape(-1, THUMB_SIDE, THUMB_SIDE))
     labels = faces.column("label").to_pylist()
     plain, robust = correlation(thumbs, pairs), robust_correlation(thumbs, pairs)
-    lines = ["missed planted copies (origin -> copy): eq pHash bits (mirror), best quarter "
-             "bits (mirror), thumbnail correlation plain / robust, labels"]
+    dropped = dict(zip(zip(index["dataset"], index["source_path"], strict=True),
+                       index["drop_reason"], strict=True))
+    blank = [dropped[(d, p)] == "low_information" for d, p in zip(
+        missed["origin_dataset"], missed["origin_path"], strict=True)]
+    lines = [f"missed planted copies: {len(missed)}, {sum(blank)} of them of a blank origin "
+             "(dropped as low_information, so the copy is the overlay alone); origin -> copy: "
+             "eq pHash bits (mirror), best quarter bits (mirror), thumbnail correlation "
+             "plain / robust, labels"]
     tiles = []
     for k, ((a, b), processing) in enumerate(zip(pairs, missed["processing"], strict=True)):
         lines.append(
-            f"  {processing}: eq {int(hamming(eq[a], eq[b]))} ({int(hamming(eq[a], eq_m[b]))}),"
+            f"  {processing}{' (blank origin)' if blank[k] else ''}: "
+            f"eq {int(hamming(eq[a], eq[b]))} ({int(hamming(eq[a], eq_m[b]))}),"
             f" quarter {int(hamming(quarters[a], quarters[b]).min())} "
             f"({int(hamming(quarters[a], mirrored[b]).min())}), corr {plain[k]:.3f} / "
             f"{robust[k]:.3f}, labels {labels[a]} / {labels[b]}")

@@ -49,6 +49,9 @@ SPLIT_PROTECTION = {"test": 3, "val": 2, "train": 1, None: 0}
 HASH_KINDS = ("phash", "source_phash", "source_phash_eq")  # each with a `<kind>_mirror` column
 THUMB_SIDE = 32
 ROBUST_KEEP = 0.8  # the share of best-agreeing thumbnail pixels the robust correlation uses
+# tier-2 candidates search probes of at most 2 bits per 16-bit chunk: the cost of a radius of
+# 10 (3 bits, for an exact radius 12, took 1.9x face_index's time on 74,626 faces)
+VERIFY_PROBE_RADIUS = 2
 DEDUP_METADATA = "fer_data.dedup"  # Parquet key of the options face_index ran with
 PAIRS_METADATA = "fer_data_counts.duplicate_pairs"  # ... and of the pairs each key found
 # what each key of duplicate_pairs finds, in the words of the dataset card
@@ -104,7 +107,8 @@ class DedupOptions:
     # FER2013 + CK+48 + a repackage (bench/leaks.py): at 4, pairs of different people joined
     eq_threshold: int = 2
     include_flips: bool = True
-    verify_radius: int = 10  # tier 2: equalized-source pHash radius of verified candidates
+    verify_radius: int = 12  # tier 2: equalized-source pHash radius of verified candidates
+    # (exact to 11 bits; at 12, the pairs with a 16-bit chunk within 2: VERIFY_PROBE_RADIUS)
     min_correlation: float = 0.95  # tier 2: thumbnail correlation that confirms a candidate
     # tier 2, robust: a candidate correlating at robust_floor..min_correlation is confirmed when
     # its ROBUST_KEEP best-agreeing pixels correlate at robust_correlation (0.96 joined a few
@@ -248,7 +252,8 @@ def _verified(keys: pa.Table, tier1: np.ndarray,
     thumbnails, and at a million faces verifying them all took most of face_index's time
     (bench/scale.py). The clusters are those of verifying every candidate."""
     thumbs = thumbnails(keys)
-    candidates = _near(keys, "source_phash_eq", options.verify_radius, options.include_flips)
+    candidates = _near(keys, "source_phash_eq", options.verify_radius, options.include_flips,
+                       VERIFY_PROBE_RADIUS)
     if options.quarter_radius:
         candidates = _unique([candidates, _quarter_candidates(thumbs, options.quarter_radius,
                                                               options.include_flips)])
@@ -280,13 +285,15 @@ def _quarter_candidates(thumbs: Thumbs, radius: int, flips: bool) -> np.ndarray:
     return _unique(sets)
 
 
-def _near(keys: pa.Table, kind: str, radius: int, flips: bool) -> np.ndarray:
+def _near(keys: pa.Table, kind: str, radius: int, flips: bool,
+          probe_radius: int | None = None) -> np.ndarray:
     """Pairs whose `kind` hashes lie within `radius` bits (and, with `flips`, one against the
-    other's mirror hash)."""
+    other's mirror hash); hash_search.near_pairs on probe_radius."""
     hashes = _hashes(keys, kind)
-    sets = [near_pairs(hashes, hashes, radius, same_set=True)]
+    sets = [near_pairs(hashes, hashes, radius, same_set=True, probe_radius=probe_radius)]
     if flips:
-        sets.append(mirrored_pairs(hashes, _hashes(keys, f"{kind}_mirror"), radius))
+        sets.append(mirrored_pairs(hashes, _hashes(keys, f"{kind}_mirror"), radius,
+                                   probe_radius))
     return _unique(sets)
 
 

@@ -47,6 +47,27 @@ def test_multi_index_search_equals_brute_force(threshold):
     assert got == brute_force_pairs(hashes, other, threshold, same_set=False)
 
 
+def test_capped_probes_find_all_but_pairs_spread_evenly_over_the_chunks():
+    """probe_radius 2 at threshold 12: every pair within 11 bits and every 12-bit pair with a
+    chunk within 2 bits is found; a 12-bit pair with 3 bits in each 16-bit chunk is not (the
+    exact search finds it)."""
+    def flip(value: int, bits: list[int]) -> int:
+        for b in bits:
+            value ^= 1 << b
+        return value
+
+    base = 0x0123456789ABCDEF
+    spread = flip(base, [0, 1, 2, 16, 17, 18, 32, 33, 34, 48, 49, 50])  # 3 per chunk
+    uneven = flip(base, [0, 1, 16, 17, 18, 19, 32, 33, 34, 48, 49, 50])  # 2 in one chunk
+    eleven = flip(base, [0, 1, 2, 16, 17, 18, 32, 33, 34, 48, 49])
+    hashes = np.array([base, spread, uneven, eleven], dtype=np.uint64).view(np.int64)
+    capped = {tuple(p) for p in near_pairs(hashes[:1], hashes[1:], 12, same_set=False,
+                                           probe_radius=2).tolist()}
+    exact = {tuple(p) for p in near_pairs(hashes[:1], hashes[1:], 12, same_set=False).tolist()}
+    assert exact == {(0, 0), (0, 1), (0, 2)}
+    assert capped == {(0, 1), (0, 2)}
+
+
 def face_rows(images, labels, datasets=None, subjects=None, splits=None, sources=None):
     """A face table as the faces stage writes it; `sources` (default: the faces themselves)
     are the images the crop-independent keys come from."""
@@ -270,8 +291,9 @@ def test_real_watermarked_and_clahe_copies_join_their_origin_and_nothing_else(sh
     cluster = build_index(rows, options).index.column("cluster_id").to_pylist()
     found = [cluster[i] == cluster[400 + i] for i in range(150)]
     assert all(found), [picked[i] for i in range(150) if not found[i]]
-    # without the quarter hashes some watermarked copy stays beyond the whole-face hash radius
-    whole = build_index(rows, replace(options, quarter_radius=0)).index
+    # at the former whole-face radius (10) and without the quarter hashes, some watermarked
+    # copy stays beyond it
+    whole = build_index(rows, replace(options, quarter_radius=0, verify_radius=10)).index
     whole = whole.column("cluster_id").to_pylist()
     assert sum(whole[i] == whole[400 + i] for i in range(150)) < 150
     for a, b in duplicate_pairs(rows.slice(0, 400), options)["robust"].tolist():
