@@ -89,11 +89,16 @@ def faces_table(storage: Path) -> pa.Table:
                              for d in ("fer2013", "ckplus", "face_expression")])
 
 
+def by_source(index: pd.DataFrame, column: str) -> dict[tuple[str, str], object]:
+    """(dataset, source_path) -> the index's `column` for that face."""
+    return dict(zip(zip(index["dataset"], index["source_path"], strict=True), index[column],
+                    strict=True))
+
+
 def planted_found(index: pd.DataFrame, planted: pd.DataFrame,
                   by_kind: bool = True) -> pd.Series:
     """Whether each planted copy is in its origin's cluster; by_kind: counted per processing."""
-    cluster = dict(zip(zip(index["dataset"], index["source_path"], strict=True),
-                       index["cluster_id"], strict=True))
+    cluster = by_source(index, "cluster_id")
     found = [cluster[("face_expression", c)] == cluster[(d, p)] for c, d, p in zip(
         planted["copy"], planted["origin_dataset"], planted["origin_path"], strict=True)]
     if not by_kind:
@@ -122,8 +127,7 @@ def missed_copies(faces: pa.Table, index: pd.DataFrame, planted: pd.DataFrame,
     quarters, mirrored = quarter_hashes(thumbs.pixels.reshape(-1, THUMB_SIDE, THUMB_SIDE))
     labels = faces.column("label").to_pylist()
     plain, robust = correlation(thumbs, pairs), robust_correlation(thumbs, pairs)
-    dropped = dict(zip(zip(index["dataset"], index["source_path"], strict=True),
-                       index["drop_reason"], strict=True))
+    dropped = by_source(index, "drop_reason")
     blank = [dropped[(d, p)] == "low_information" for d, p in zip(
         missed["origin_dataset"], missed["origin_path"], strict=True)]
     lines = [f"missed planted copies: {len(missed)}, {sum(blank)} of them of a blank origin "
