@@ -13,11 +13,11 @@ The keys (`source_keys`, `crop_keys`) are computed per face by the faces stage:
 
 Two faces are duplicates when their source digests are equal, when the crop or stored-source
 pHashes are within `threshold` bits or the equalized ones within `eq_threshold` (mirrors
-included), or when their equalized pHashes are within `verify_radius` bits (or the hashes of one
-quarter of their thumbnails within `quarter_radius`: a watermark band leaves one quarter alone)
-and their thumbnails correlate at `min_correlation` or more (tier 2, `verified`: copies whose
-hash moved further, verified by the pixels so that look-alike faces of different people stay
-apart), or, for the candidates that correlate at `robust_floor` or more but less than
+included), or when one is among the other's `verify_neighbours` most correlated faces outside its
+tier-1 cluster (neighbours.py: an inverted file over projected thumbnails, whatever happened to
+the hashes) and their thumbnails correlate at `min_correlation` or more (tier 2, `verified`:
+copies whose hash moved further, verified by the pixels so that look-alike faces of different
+people stay apart), or, for the candidates that correlate at `robust_floor` or more but less than
 `min_correlation`, when the thumbnails still correlate at `robust_correlation` over the 80% of
 pixels where they agree best (tier 2, `robust`): a stock-photo watermark written over one copy, a
 local contrast change (CLAHE) or a posterized export disagree in a minority of pixels, which a
@@ -41,7 +41,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fer_data import schema
-from fer_data.hash_search import clusters, group_pairs, mirrored_pairs, near_pairs
+from fer_data.hash_search import clusters, group_pairs, mirrored_pairs, near_pairs, popcount64
+from fer_data.neighbours import neighbour_pairs
 from fer_data.phash import phash_batch, quarter_hashes, to_gray
 
 # The split a duplicate cluster keeps when its members came from different splits.
@@ -49,10 +50,15 @@ SPLIT_PROTECTION = {"test": 3, "val": 2, "train": 1, None: 0}
 HASH_KINDS = ("phash", "source_phash", "source_phash_eq")  # each with a `<kind>_mirror` column
 THUMB_SIDE = 32
 ROBUST_KEEP = 0.8  # the share of best-agreeing thumbnail pixels the robust correlation uses
-# tier-2 candidates are searched with probes of at most 2 bits per 16-bit chunk, as for a
-# radius of 10: on 36,868 real faces an exact radius-12 search (3-bit probes) took 6.7 s,
-# this one 2.1 s, finding 98% of its candidates (all within 11 bits)
-VERIFY_PROBE_RADIUS = 2
+# tier-2 candidates: a neighbour's projected score may fall this far below the lower floor
+# (min_correlation or robust_floor); on 36,868 real faces the 8 nearest at 0.15 below held all
+# but 11 faces in the clusters that verifying all 680M pairs makes (hash balls of radius 12:
+# 132)
+NEIGHBOUR_MARGIN = 0.15
+# ... and at most this many candidates, the best-scoring, between two tier-1 clusters: at a
+# million faces with dozens of copies each, every copy of one face is near every copy of its
+# look-alike, and one verified pair merges them
+PER_CLUSTER_PAIR = 8
 DEDUP_METADATA = "fer_data.dedup"  # Parquet key of the options face_index ran with
 PAIRS_METADATA = "fer_data_counts.duplicate_pairs"  # ... and of the pairs each key found
 # what each key of duplicate_pairs finds, in the words of the dataset card
@@ -108,17 +114,22 @@ class DedupOptions:
     # FER2013 + CK+48 + a repackage (bench/leaks.py): at 4, pairs of different people joined
     eq_threshold: int = 2
     include_flips: bool = True
-    verify_radius: int = 12  # tier 2: equalized-source pHash radius of verified candidates
-    # (exact to 11 bits; at 12, the pairs with a 16-bit chunk within 2: VERIFY_PROBE_RADIUS)
+    verify_neighbours: int = 16  # tier 2: each face's most thumbnail-correlated faces outside
+    # its tier-1 cluster that are verified (and as many of its mirror image's; 0: no tier 2).
+    # Real FER2013 + CK+48: 31,818 clusters in 8.5 s, where the hash balls of radius 12 (and
+    # quarter hashes within 8) made 31,806 in 16.5 s: 14 of their merges missed, 2 new
     min_correlation: float = 0.95  # tier 2: thumbnail correlation that confirms a candidate
     # tier 2, robust: a candidate correlating at robust_floor..min_correlation is confirmed when
     # its ROBUST_KEEP best-agreeing pixels correlate at robust_correlation (0.96 joined a few
     # different people in real FER2013 candidates, 0.97 none seen: bench/leaks.py)
     robust_correlation: float = 0.97
     robust_floor: float = 0.8
-    # tier 2 candidates also come from each quarter of the thumbnail: a watermark band moves
-    # the whole-face hash by up to 20 bits but leaves one quarter within 8 (0: off)
-    quarter_radius: int = 8
+    # ... and when their equalized pHashes lie within robust_radius bits or one quarter of their
+    # thumbnails hashes within robust_quarter_radius (a watermark band moves the whole-face hash
+    # by up to 20 bits but leaves one quarter alone): the trimmed correlation ignores a fifth of
+    # the pixels, and without this gate it joined some look-alike faces of different people
+    robust_radius: int = 12
+    robust_quarter_radius: int = 8
     conflict_policy: Literal["drop_all", "keep_majority"] = "keep_majority"
     min_std: float = 4.0  # below this pixel standard deviation an image is near-uniform
     # which dataset's copy a cluster keeps, first preferred (the registry's keeper ranks:
@@ -234,7 +245,7 @@ def duplicate_pairs(keys: pa.Table, options: DedupOptions) -> dict[str, np.ndarr
             continue  # every face is its whole source (pre-cropped sets): the same pairs
         found[kind] = _near(keys, kind, radius, options.include_flips)
     found.setdefault("phash", found["source_phash"])
-    if options.verify_radius > options.threshold:
+    if options.verify_neighbours:
         found["verified"], found["robust"] = _verified(keys, _unique(list(found.values())),
                                                        options)
     return {key: found[key] for key in ("exact", *HASH_KINDS, "verified", "robust")
@@ -247,54 +258,68 @@ def _same_hashes(keys: pa.Table, a: str, b: str) -> bool:
 
 def _verified(keys: pa.Table, tier1: np.ndarray,
               options: DedupOptions) -> tuple[np.ndarray, np.ndarray]:
-    """Tier 2: pairs within verify_radius whose thumbnails correlate at min_correlation
-    (`verified`), or at robust_floor and robustly at robust_correlation (`robust`), among the
-    pairs that tier 1 has not already joined (directly or through others): those need no
-    thumbnails, and at a million faces verifying them all took most of face_index's time
-    (bench/scale.py). The clusters are those of verifying every candidate."""
+    """Tier 2: pairs of faces in different tier-1 clusters (those need no thumbnails), one
+    among the other's verify_neighbours nearest (neighbours.neighbour_pairs; at most
+    PER_CLUSTER_PAIR per pair of clusters), whose thumbnails correlate at min_correlation
+    (`verified`), or at robust_floor and robustly at robust_correlation (`robust`)."""
     thumbs = thumbnails(keys)
-    candidates = _near(keys, "source_phash_eq", options.verify_radius, options.include_flips,
-                       VERIFY_PROBE_RADIUS)
-    if options.quarter_radius:
-        candidates = _unique([candidates, _quarter_candidates(thumbs, options.quarter_radius,
-                                                              options.include_flips)])
     labels = np.array(keys.column("label").to_pylist(), dtype=object) \
         if "label" in keys.column_names else None
     if labels is not None and "subject_id" in keys.column_names:  # as build_index parts them
         tier1 = _drop_posed_expressions(tier1, labels, keys.column("subject_id").to_pylist())
     joined = clusters(keys.num_rows, tier1)
-    candidates = candidates[joined[candidates[:, 0]] != joined[candidates[:, 1]]]
+    floor = min(options.min_correlation, options.robust_floor) - NEIGHBOUR_MARGIN
+    candidates, score = neighbour_pairs(thumbs.pixels, thumbs.mean, thumbs.inv_std, joined,
+                                        options.verify_neighbours, floor, options.include_flips)
+    candidates = _best_per_cluster_pair(candidates, score, joined)
     plain = correlation(thumbs, candidates)
     verified = plain >= options.min_correlation
     maybe = candidates[~verified & (plain >= options.robust_floor)]
     if labels is not None:  # one person's two expressions differ in a minority of pixels too
         maybe = maybe[labels[maybe[:, 0]] == labels[maybe[:, 1]]]
+    maybe = maybe[_hashes_near(keys, thumbs, maybe, options)]
     robust = maybe[robust_correlation(thumbs, maybe) >= options.robust_correlation]
     return candidates[verified], robust
 
 
-def _quarter_candidates(thumbs: Thumbs, radius: int, flips: bool) -> np.ndarray:
-    """Pairs with a quarter of their thumbnails hashed within `radius` bits (phash.
-    quarter_hashes; with `flips`, one against the other's mirror): watermarked copies, whose
-    whole-face hash the text moved too far."""
-    hashes, mirrored = quarter_hashes(thumbs.pixels.reshape(-1, THUMB_SIDE, THUMB_SIDE))
-    sets = []
-    for q in range(4):
-        sets.append(near_pairs(hashes[:, q], hashes[:, q], radius, same_set=True))
-        if flips:
-            sets.append(mirrored_pairs(hashes[:, q], mirrored[:, q], radius))
-    return _unique(sets)
+def _hashes_near(keys: pa.Table, thumbs: Thumbs, pairs: np.ndarray,
+                 options: DedupOptions) -> np.ndarray:
+    """Whether each pair's equalized pHashes lie within robust_radius bits, or one quarter of
+    their thumbnails hashes within robust_quarter_radius (mirrors too, with include_flips)."""
+    if len(pairs) == 0:
+        return np.zeros(0, bool)
+    a, b = pairs[:, 0], pairs[:, 1]
+    eq = _hashes(keys, "source_phash_eq")
+    mirrors = [_hashes(keys, "source_phash_eq_mirror")] if options.include_flips else []
+    near = np.min([popcount64(eq[a] ^ h[b]) for h in (eq, *mirrors)], axis=0) \
+        <= options.robust_radius
+    faces, index = np.unique(pairs, return_inverse=True)
+    quarters, mirrored = quarter_hashes(thumbs.pixels[faces].reshape(-1, THUMB_SIDE, THUMB_SIDE))
+    qa, qb = index.reshape(pairs.shape).T
+    both = (quarters, mirrored) if options.include_flips else (quarters,)
+    quarter = np.min([popcount64(quarters[qa] ^ h[qb]) for h in both], axis=(0, 2))
+    return near | (quarter <= options.robust_quarter_radius)
 
 
-def _near(keys: pa.Table, kind: str, radius: int, flips: bool,
-          probe_radius: int | None = None) -> np.ndarray:
+def _best_per_cluster_pair(pairs: np.ndarray, score: np.ndarray,
+                           cluster: np.ndarray) -> np.ndarray:
+    """The PER_CLUSTER_PAIR best-scoring pairs between each two clusters, in pair order."""
+    a, b = cluster[pairs[:, 0]], cluster[pairs[:, 1]]
+    key = np.minimum(a, b) * (int(cluster.max(initial=0)) + 1) + np.maximum(a, b)
+    order = np.lexsort((-score, key))
+    key = key[order]
+    starts = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, bool)
+    rank = np.arange(len(key)) - np.maximum.accumulate(np.where(starts, np.arange(len(key)), 0))
+    return pairs[np.sort(order[rank < PER_CLUSTER_PAIR])]
+
+
+def _near(keys: pa.Table, kind: str, radius: int, flips: bool) -> np.ndarray:
     """Pairs whose `kind` hashes lie within `radius` bits (and, with `flips`, one against the
-    other's mirror hash); hash_search.near_pairs on probe_radius."""
+    other's mirror hash)."""
     hashes = _hashes(keys, kind)
-    sets = [near_pairs(hashes, hashes, radius, same_set=True, probe_radius=probe_radius)]
+    sets = [near_pairs(hashes, hashes, radius, same_set=True)]
     if flips:
-        sets.append(mirrored_pairs(hashes, _hashes(keys, f"{kind}_mirror"), radius,
-                                   probe_radius))
+        sets.append(mirrored_pairs(hashes, _hashes(keys, f"{kind}_mirror"), radius))
     return _unique(sets)
 
 

@@ -39,15 +39,10 @@ def _flip_masks(radius: int) -> np.ndarray:
 
 
 def near_pairs(queries: np.ndarray, database: np.ndarray, threshold: int,
-               same_set: bool, probe_radius: int | None = None) -> np.ndarray:
+               same_set: bool) -> np.ndarray:
     """All (query index, database index) pairs with Hamming distance <= threshold, as an (m, 2)
     int64 array with unique rows, sorted. With same_set, queries and database are the same
     hashes and only pairs i < j are returned.
-
-    `probe_radius` below threshold // 4 caps the bits flipped per chunk probe (the probes grow
-    as 16 choose r: 137 at 2 bits, 697 at 3): the search is then exact up to
-    4 * probe_radius + 3 bits and beyond that finds the pairs with one chunk within
-    probe_radius bits (at 12 bits, all but those with exactly 3 in every chunk).
 
     Equal hashes are searched once: copies of one picture often share their hash exactly, and
     at a million faces the candidates of the repeated values would dominate the search."""
@@ -56,14 +51,13 @@ def near_pairs(queries: np.ndarray, database: np.ndarray, threshold: int,
     q_values, q_of = np.unique(queries, return_inverse=True)
     if same_set:
         repeated = np.nonzero(np.bincount(q_of) > 1)[0]  # items sharing a value: distance 0
-        value_pairs = np.concatenate([_search(q_values, q_values, threshold, True,
-                                              probe_radius),
+        value_pairs = np.concatenate([_search(q_values, q_values, threshold, True),
                                       np.stack([repeated, repeated], axis=1)])
         pairs = np.sort(_expand_groups(value_pairs, q_of, q_of), axis=1)
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     else:
         d_values, d_of = np.unique(database, return_inverse=True)
-        pairs = _expand_groups(_search(q_values, d_values, threshold, False, probe_radius),
+        pairs = _expand_groups(_search(q_values, d_values, threshold, False),
                                q_of, d_of)
     return _unique_rows(pairs, max(len(queries), len(database)))
 
@@ -100,14 +94,11 @@ def _expand_groups(value_pairs: np.ndarray, q_of: np.ndarray, d_of: np.ndarray) 
     return np.stack([i, j], axis=1)
 
 
-def _search(queries: np.ndarray, database: np.ndarray, threshold: int, same_set: bool,
-            probe_radius: int | None = None) -> np.ndarray:
+def _search(queries: np.ndarray, database: np.ndarray, threshold: int,
+            same_set: bool) -> np.ndarray:
     """Multi-index search over (distinct) hashes: candidate pairs from chunk buckets, kept when
     the full distance is within threshold."""
-    radius = threshold // CHUNKS
-    if probe_radius is not None:
-        radius = min(radius, probe_radius)
-    masks = _flip_masks(radius)
+    masks = _flip_masks(threshold // CHUNKS)
     found = []
     for j in range(CHUNKS):
         db_keys = _chunk(database, j)
@@ -171,11 +162,9 @@ def group_pairs(group: np.ndarray) -> np.ndarray:
     return np.sort(pairs, axis=1).astype(np.int64)
 
 
-def mirrored_pairs(hashes: np.ndarray, mirrored: np.ndarray, threshold: int,
-                   probe_radius: int | None = None) -> np.ndarray:
+def mirrored_pairs(hashes: np.ndarray, mirrored: np.ndarray, threshold: int) -> np.ndarray:
     """Pairs (i < j) where the mirror image of one lies within `threshold` of the other: the
     mirror of i against j, sorted and without self-pairs (a symmetric face is near its own
     mirror)."""
-    pairs = np.sort(near_pairs(mirrored, hashes, threshold, False, probe_radius),
-                    axis=1)
+    pairs = np.sort(near_pairs(mirrored, hashes, threshold, False), axis=1)
     return pairs[pairs[:, 0] != pairs[:, 1]]

@@ -47,25 +47,56 @@ def test_multi_index_search_equals_brute_force(threshold):
     assert got == brute_force_pairs(hashes, other, threshold, same_set=False)
 
 
-def test_capped_probes_find_all_but_pairs_spread_evenly_over_the_chunks():
-    """probe_radius 2 at threshold 12: every pair within 11 bits and every 12-bit pair with a
-    chunk within 2 bits is found; a 12-bit pair with 3 bits in each 16-bit chunk is not (the
-    exact search finds it)."""
-    def flip(value: int, bits: list[int]) -> int:
-        for b in bits:
-            value ^= 1 << b
-        return value
+def test_neighbour_search_is_the_exact_top_k_when_every_cell_is_probed():
+    """Up to PROBES cells every face meets every other: the pairs are exactly each face's k
+    best-scoring faces of another group at the floor (brute force over the same projection),
+    the mirror image's best k too."""
+    from fer_data import neighbours
+    from fer_data.dedup import thumbnails
 
-    base = 0x0123456789ABCDEF
-    spread = flip(base, [0, 1, 2, 16, 17, 18, 32, 33, 34, 48, 49, 50])  # 3 per chunk
-    uneven = flip(base, [0, 1, 16, 17, 18, 19, 32, 33, 34, 48, 49, 50])  # 2 in one chunk
-    eleven = flip(base, [0, 1, 2, 16, 17, 18, 32, 33, 34, 48, 49])
-    hashes = np.array([base, spread, uneven, eleven], dtype=np.uint64).view(np.int64)
-    capped = {tuple(p) for p in near_pairs(hashes[:1], hashes[1:], 12, same_set=False,
-                                           probe_radius=2).tolist()}
-    exact = {tuple(p) for p in near_pairs(hashes[:1], hashes[1:], 12, same_set=False).tolist()}
-    assert exact == {(0, 0), (0, 1), (0, 2)}
-    assert capped == {(0, 1), (0, 2)}
+    thumbs = thumbnails(face_rows(smooth_faces(60, seed=3), ["happy"] * 60))
+    assert int(np.sqrt(60)) <= neighbours.PROBES
+    groups = np.arange(60) // 3  # three faces a group: never paired with each other
+    pairs, scores = neighbours.neighbour_pairs(thumbs.pixels, thumbs.mean, thumbs.inv_std,
+                                               groups, k=4, floor=0.1, flips=True)
+    basis = neighbours._basis(thumbs.pixels, thumbs.mean, thumbs.inv_std, 32,
+                              np.random.default_rng(0))
+    points = neighbours._project(thumbs.pixels, thumbs.mean, thumbs.inv_std, 32, basis, False)
+    mirrored = neighbours._project(thumbs.pixels, thumbs.mean, thumbs.inv_std, 32, basis, True)
+    expected = {}
+    for query in (points, mirrored):
+        score = query @ points.T
+        score[groups[:, None] == groups[None, :]] = -np.inf
+        for i in range(60):
+            for j in np.argsort(-score[i], kind="stable")[:4]:
+                if score[i, j] >= 0.1:
+                    key = (min(i, int(j)), max(i, int(j)))
+                    expected[key] = max(expected.get(key, -1.0), float(score[i, j]))
+    assert {tuple(p) for p in pairs.tolist()} == set(expected)
+    assert np.allclose(scores, [expected[tuple(p)] for p in pairs.tolist()], atol=1e-5)
+
+
+def test_neighbour_search_finds_every_copy_among_thousands():
+    """2,000 unrelated faces and noisy, mirrored or overlaid copies of 150 of them: the inverted
+    file (44 cells, 8 probed) pairs every copy that tier 2 could accept (thumbnail correlation
+    0.8 or more, mirrors too) with its origin among its 4 nearest."""
+    from fer_data.dedup import correlation, thumbnails
+    from fer_data.neighbours import neighbour_pairs
+
+    originals = smooth_faces(2000, seed=4)
+    rng = np.random.default_rng(5)
+    copies = [np.clip(im + rng.normal(0, 6, im.shape), 0, 255).astype(np.uint8)
+              for im in originals[:50]]
+    copies += [np.ascontiguousarray(im[:, ::-1]) for im in originals[50:100]]
+    copies += overlaid_copies(originals[100:150], seed=6)
+    thumbs = thumbnails(face_rows(originals + copies, ["happy"] * 2150))
+    pairs, _ = neighbour_pairs(thumbs.pixels, thumbs.mean, thumbs.inv_std, np.arange(2150),
+                               k=4, floor=0.6, flips=True)
+    found = {tuple(p) for p in pairs.tolist()}
+    own = np.array([[i, 2000 + i] for i in range(150)])
+    acceptable = correlation(thumbs, own) >= 0.8
+    assert acceptable[:100].all() and acceptable[100:].sum() >= 10
+    assert all(tuple(p) in found for p in own[acceptable].tolist())
 
 
 def face_rows(images, labels, datasets=None, subjects=None, splits=None, sources=None):
@@ -205,7 +236,7 @@ def test_copies_from_differently_processed_exports_are_found_from_the_source():
     assert result.index.column("keep").to_pylist() == [True, False, True, False, False]
     assert result.index.column("duplicate_of").to_pylist()[1] == "id000"
     # the equalized hash is what joins the two exports; the crop hash alone would not
-    alone = build_index(rows, DedupOptions(verify_radius=0)).pairs_by_key
+    alone = build_index(rows, DedupOptions(verify_neighbours=0)).pairs_by_key
     assert alone["source_phash_eq"] >= 1
 
 
@@ -221,7 +252,7 @@ def test_second_tier_needs_the_thumbnails_to_agree():
     noisy = np.clip(a + np.random.default_rng(0).normal(0, 12, a.shape), 0, 255).astype(np.uint8)
     rows = face_rows([a, noisy], ["happy"] * 2)
     assert correlation(thumbnails(rows), np.array([[0, 1]]))[0] > 0.95
-    found = build_index(rows, DedupOptions(threshold=0, verify_radius=14)).pairs_by_key
+    found = build_index(rows, DedupOptions(threshold=0)).pairs_by_key
     assert found["verified"] == 1
 
 
@@ -255,7 +286,7 @@ def test_robust_tier_joins_watermarked_and_local_contrast_copies_only():
     assert robust_correlation(thumbs, others).max() < 0.97
     plain = correlation(thumbs, own)
     assert plain.min() < 0.95  # some copy the plain check alone misses
-    options = DedupOptions(threshold=0, eq_threshold=0, verify_radius=15)
+    options = DedupOptions(threshold=0, eq_threshold=0, robust_radius=15)
     result = build_index(rows, options)
     cluster = result.index.column("cluster_id").to_pylist()
     # joined exactly when the plain correlation clears the robust tier's floor
@@ -291,11 +322,10 @@ def test_real_watermarked_and_clahe_copies_join_their_origin_and_nothing_else(sh
     cluster = build_index(rows, options).index.column("cluster_id").to_pylist()
     found = [cluster[i] == cluster[400 + i] for i in range(150)]
     assert all(found), [picked[i] for i in range(150) if not found[i]]
-    # at the former whole-face radius (10) and without the quarter hashes, some watermarked
-    # copy stays beyond it
-    whole = build_index(rows, replace(options, quarter_radius=0, verify_radius=10)).index
-    whole = whole.column("cluster_id").to_pylist()
-    assert sum(whole[i] == whole[400 + i] for i in range(150)) < 150
+    # some of them only the robust tier joins
+    plain = build_index(rows, replace(options, robust_correlation=1.01)).index
+    plain = plain.column("cluster_id").to_pylist()
+    assert sum(plain[i] == plain[400 + i] for i in range(150)) < 150
     for a, b in duplicate_pairs(rows.slice(0, 400), options)["robust"].tolist():
         distance = imagehash.phash(Image.open(picked[a])) - imagehash.phash(Image.open(picked[b]))
         assert distance <= 10, (picked[a], picked[b], distance)  # unrelated faces: ~32

@@ -48,10 +48,10 @@ class DedupConfig(Config):
     conflict_policy: Literal["drop_all", "keep_majority"] = Field(
         DedupOptions.conflict_policy, description="A cluster whose members disagree on the "
         "label: keep the majority label's representative (ties drop all), or drop all.")
-    verify_radius: int = Field(
-        DedupOptions.verify_radius, description="Second tier: faces whose equalized-source "
-        "pHashes are within this many bits are duplicates when their thumbnails also "
-        "correlate at min_correlation (0 turns it off).")
+    verify_neighbours: int = Field(
+        DedupOptions.verify_neighbours, description="Second tier: each face's this many most "
+        "thumbnail-correlated faces outside its first-tier cluster (and its mirror image's) are "
+        "duplicates when their thumbnails correlate at min_correlation (0 turns it off).")
     min_correlation: float = Field(
         DedupOptions.min_correlation, description="Second tier: thumbnail correlation (of the "
         "equalized 32x32 sources, mirrors too) that confirms a candidate.")
@@ -63,10 +63,12 @@ class DedupConfig(Config):
     robust_floor: float = Field(
         DedupOptions.robust_floor, description="Second tier, robust: the plain thumbnail "
         "correlation a candidate needs before the robust check.")
-    quarter_radius: int = Field(
-        DedupOptions.quarter_radius, description="Second tier: faces with one quarter of their "
-        "thumbnails hashed within this many bits are candidates too (a watermark band moves "
-        "the whole-face hash but leaves a quarter alone; 0 turns it off, at most 15).")
+    robust_radius: int = Field(
+        DedupOptions.robust_radius, description="Second tier, robust: the candidate's "
+        "equalized-source pHashes must also lie within this many bits...")
+    robust_quarter_radius: int = Field(
+        DedupOptions.robust_quarter_radius, description="... or one quarter of their "
+        "thumbnails hash within this many bits (a watermark band leaves a quarter alone).")
     min_std: float = Field(
         DedupOptions.min_std, description="Faces with a pixel standard deviation below this "
         "are near-uniform: rejected as low_information.")
@@ -82,7 +84,7 @@ def dedup_settings(config: DedupConfig) -> DedupOptions:
     group_name="dedup",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="5",
+    code_version="6",
     automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,
