@@ -22,9 +22,10 @@ people stay apart), or, for the candidates that correlate at `robust_floor` or m
 pixels where they agree best (tier 2, `robust`): a stock-photo watermark written over one copy, a
 local contrast change (CLAHE) or a posterized export disagree in a minority of pixels, which a
 plain correlation cannot ignore (FER2013's own watermarked repeats correlate at 0.87-0.90). The
-robust tier only joins faces with the same label: one person's two expressions in one framing
-also differ in a minority of pixels (the mouth, the eyes), so a different label there is as
-likely an expression as a label conflict.
+robust tier only joins faces with the same label (one person's two expressions in one framing
+also differ in a minority of pixels: the mouth, the eyes) whose hashes are not far apart
+(`robust_radius`, or one thumbnail quarter within `robust_quarter_radius`): ignoring a fifth of
+the pixels, it would otherwise join some look-alike faces of different people.
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fer_data import schema
-from fer_data.hash_search import clusters, group_pairs, mirrored_pairs, near_pairs, popcount64
+from fer_data.hash_search import (
+    clusters,
+    group_pairs,
+    mirrored_pairs,
+    near_pairs,
+    popcount64,
+    unique_pairs,
+)
 from fer_data.neighbours import neighbour_pairs
 from fer_data.phash import phash_batch, quarter_hashes, to_gray
 
@@ -325,7 +333,7 @@ def _near(keys: pa.Table, kind: str, radius: int, flips: bool) -> np.ndarray:
 
 def _unique(sets: list[np.ndarray]) -> np.ndarray:
     pairs = np.concatenate(sets) if sets else np.zeros((0, 2), np.int64)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+    return unique_pairs(pairs, int(pairs.max(initial=0)) + 1)
 
 
 @dataclass

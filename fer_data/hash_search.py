@@ -59,11 +59,12 @@ def near_pairs(queries: np.ndarray, database: np.ndarray, threshold: int,
         d_values, d_of = np.unique(database, return_inverse=True)
         pairs = _expand_groups(_search(q_values, d_values, threshold, False),
                                q_of, d_of)
-    return _unique_rows(pairs, max(len(queries), len(database)))
+    return unique_pairs(pairs, max(len(queries), len(database)))
 
 
-def _unique_rows(pairs: np.ndarray, n: int) -> np.ndarray:
-    """np.unique(pairs, axis=0), through one int64 code per pair (several times faster)."""
+def unique_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
+    """np.unique(pairs, axis=0) for indices below n, through one int64 code per pair (several
+    times faster)."""
     if len(pairs) == 0:
         return np.zeros((0, 2), np.int64)
     codes = np.unique(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])

@@ -22,13 +22,16 @@ exhaustive comparison of all 680M pairs accepts (the hash balls of radius 12 hel
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 DIMS = 64  # projected dimensions
 PROBES = 8  # cells each face is compared with
+CELLS_PER_ROOT = 2  # cells per square root of the number of faces (real faces: the same
+# clusters as 1 or 4; a million faces: 2,000 cells of ~500)
 SAMPLE = 20_000  # faces the projection and the cells are fitted on
 ITERATIONS = 8  # k-means rounds
 _BLOCK = 65_536  # faces projected or assigned at once
-_ROWS = 2_048  # queries compared with one cell at once
+_ROWS = 8_192  # queries compared with one cell at once (a block of scores)
 
 
 def neighbour_pairs(pixels: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
@@ -46,27 +49,40 @@ def neighbour_pairs(pixels: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
     basis = _basis(pixels, mean, inv_std, side, rng)
     points = _project(pixels, mean, inv_std, side, basis, mirror=False)
     centroids = _kmeans(points, rng)
-    home = _nearest_cells(points, centroids, 1)[:, 0]
-    cell_members = _groups_of(home, len(centroids))
-    queries = [points]
+    probes = min(PROBES, len(centroids))
+    queries = [(points, _nearest_cells(points, centroids, probes))]
     if flips:
-        queries.append(_project(pixels, mean, inv_std, side, basis, mirror=True))
+        mirrored = _project(pixels, mean, inv_std, side, basis, mirror=True)
+        queries.append((mirrored, _nearest_cells(mirrored, centroids, probes)))
+    # the database in cell order, so that a cell's members are one slice
+    order, bounds = _by_value(queries[0][1][:, 0], len(centroids))
+    database = torch.from_numpy(points[order])
+    database_groups = torch.from_numpy(groups[order])
+    database_index = torch.from_numpy(order)
     found = []
-    for query in queries:  # each with k places of its own: a symmetric face finds the same
-        best_score = np.full((n, k), -np.inf, np.float32)
-        best_index = np.full((n, k), -1, np.int64)
-        probes = _nearest_cells(query, centroids, min(PROBES, len(centroids)))
-        for rank in range(probes.shape[1]):
-            for cell, asking in enumerate(_groups_of(probes[:, rank], len(centroids))):
-                members = cell_members[cell]
-                for start in range(0, len(asking) if len(members) else 0, _ROWS):
-                    rows = asking[start:start + _ROWS]
-                    scores = query[rows] @ points[members].T
-                    scores[groups[rows][:, None] == groups[members][None, :]] = -np.inf
-                    _merge(best_score, best_index, rows, scores, members, k)
-        keep = best_score.ravel() >= floor
-        found.append((np.repeat(np.arange(n), k)[keep], best_index.ravel()[keep],
-                      best_score.ravel()[keep]))
+    for query, cells in queries:  # each with k places of its own: a symmetric face finds the same
+        query, query_groups = torch.from_numpy(query), torch.from_numpy(groups)
+        best_score = torch.full((n, k), -np.inf)
+        best_index = torch.full((n, k), -1, dtype=torch.int64)
+        # per cell, every query that probes it (a query probes a cell once)
+        asking_order, asking_bounds = _by_value(cells.ravel(), len(centroids))
+        asking_all = asking_order // probes
+        for cell in range(len(centroids)):
+            lo, hi = bounds[cell], bounds[cell + 1]
+            asking = asking_all[asking_bounds[cell]:asking_bounds[cell + 1]]
+            for start in range(0, len(asking) if hi > lo else 0, _ROWS):
+                rows = torch.from_numpy(asking[start:start + _ROWS])
+                scores = query[rows] @ database[lo:hi].T
+                scores.masked_fill_(query_groups[rows][:, None] == database_groups[lo:hi],
+                                    -np.inf)
+                top, at = scores.topk(min(k, hi - lo), dim=1)
+                both = torch.cat([best_score[rows], top], dim=1)
+                both_index = torch.cat([best_index[rows], database_index[lo:hi][at]], dim=1)
+                best_score[rows], kept = both.topk(k, dim=1)
+                best_index[rows] = both_index.gather(1, kept)
+        best_score, best_index = best_score.numpy().ravel(), best_index.numpy().ravel()
+        keep = best_score >= floor
+        found.append((np.repeat(np.arange(n), k)[keep], best_index[keep], best_score[keep]))
     i, j, score = (np.concatenate(parts) for parts in zip(*found, strict=True))
     order = np.lexsort((-score, np.minimum(i, j) * n + np.maximum(i, j)))  # by pair, best first
     code, score = (np.minimum(i, j) * n + np.maximum(i, j))[order], score[order]
@@ -104,13 +120,13 @@ def _project(pixels, mean, inv_std, side, basis, mirror: bool) -> np.ndarray:
 
 
 def _kmeans(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Spherical k-means on a sample: about sqrt(n) unit-length centroids."""
+    """Spherical k-means on a sample: CELLS_PER_ROOT * sqrt(n) unit-length centroids."""
     n = len(points)
-    cells = int(np.clip(np.sqrt(n), 1, 4096))
+    cells = int(np.clip(CELLS_PER_ROOT * np.sqrt(n), 1, n))
     sample = points[np.sort(rng.choice(n, min(n, max(SAMPLE, 16 * cells)), replace=False))]
     centroids = sample[rng.choice(len(sample), cells, replace=False)].copy()
     for _ in range(ITERATIONS):
-        assigned = np.argmax(sample @ centroids.T, axis=1)
+        assigned = _nearest_cells(sample, centroids, 1)[:, 0]
         sums = np.zeros_like(centroids)
         np.add.at(sums, assigned, sample)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
@@ -122,32 +138,14 @@ def _kmeans(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _nearest_cells(points: np.ndarray, centroids: np.ndarray, probes: int) -> np.ndarray:
     """Each point's `probes` best-matching cells, best first."""
     out = np.empty((len(points), probes), np.int64)
+    table = torch.from_numpy(centroids)
     for start in range(0, len(points), _BLOCK):
-        scores = points[start:start + _BLOCK] @ centroids.T
-        top = np.argpartition(-scores, probes - 1, axis=1)[:, :probes] \
-            if probes < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        out[start:start + len(scores)] = np.take_along_axis(top, order, axis=1)
+        scores = torch.from_numpy(points[start:start + _BLOCK]) @ table.T
+        out[start:start + len(scores)] = scores.topk(probes, dim=1).indices.numpy()
     return out
 
 
-def _groups_of(assignment: np.ndarray, count: int) -> list[np.ndarray]:
-    """The indices assigned to each of `count` values, ascending."""
+def _by_value(assignment: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices sorted by their value (0..count-1), and where each value's run starts (CSR)."""
     order = np.argsort(assignment, kind="stable")
-    bounds = np.searchsorted(assignment[order], np.arange(count + 1))
-    return [order[bounds[c]:bounds[c + 1]] for c in range(count)]
-
-
-def _merge(best_score, best_index, rows, scores, members, k) -> None:
-    """Fold one block of scores (rows x members) into the rows' running best k."""
-    if scores.shape[1] > k:
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        scores = np.take_along_axis(scores, top, axis=1)
-        found = members[top]
-    else:
-        found = np.broadcast_to(members, scores.shape)
-    both_score = np.concatenate([best_score[rows], scores], axis=1)
-    both_index = np.concatenate([best_index[rows], found], axis=1)
-    top = np.argpartition(-both_score, k - 1, axis=1)[:, :k]
-    best_score[rows] = np.take_along_axis(both_score, top, axis=1)
-    best_index[rows] = np.take_along_axis(both_index, top, axis=1)
+    return order, np.searchsorted(assignment[order], np.arange(count + 1))
