@@ -50,7 +50,7 @@ from fer_data.hash_search import (
     popcount64,
     unique_pairs,
 )
-from fer_data.neighbours import neighbour_pairs
+from fer_data.neighbours import Thumbs, mirrored, neighbour_pairs
 from fer_data.phash import phash_batch, quarter_hashes, to_gray
 
 # The split a duplicate cluster keeps when its members came from different splits.
@@ -59,9 +59,9 @@ HASH_KINDS = ("phash", "source_phash", "source_phash_eq")  # each with a `<kind>
 THUMB_SIDE = 32
 ROBUST_KEEP = 0.8  # the share of best-agreeing thumbnail pixels the robust correlation uses
 # tier-2 candidates: a neighbour's projected score may fall this far below the lower floor
-# (min_correlation or robust_floor); on 36,868 real faces the 8 nearest at 0.15 below held all
-# but 11 faces in the clusters that verifying all 680M pairs makes (hash balls of radius 12:
-# 132)
+# (min_correlation or robust_floor); on 36,868 real faces (robust tier without its hash gate)
+# the 8 nearest at 0.15 below left 11 faces outside the clusters that verifying all 680M pairs
+# makes, hash balls of radius 12 132
 NEIGHBOUR_MARGIN = 0.15
 # ... and at most this many candidates, the best-scoring, between two tier-1 clusters: at a
 # million faces with dozens of copies each, every copy of one face is near every copy of its
@@ -124,8 +124,9 @@ class DedupOptions:
     include_flips: bool = True
     verify_neighbours: int = 16  # tier 2: each face's most thumbnail-correlated faces outside
     # its tier-1 cluster that are verified (and as many of its mirror image's; 0: no tier 2).
-    # Real FER2013 + CK+48: 31,818 clusters in 8.5 s, where the hash balls of radius 12 (and
-    # quarter hashes within 8) made 31,806 in 16.5 s: 14 of their merges missed, 2 new
+    # Real FER2013 + CK+48: 31,817 clusters in 6.1 s, where the hash balls of radius 12 (and
+    # quarter hashes within 8) made 31,806 in 16.5 s (both one thread beside a training run):
+    # 13 of their merges missed, 2 new
     min_correlation: float = 0.95  # tier 2: thumbnail correlation that confirms a candidate
     # tier 2, robust: a candidate correlating at robust_floor..min_correlation is confirmed when
     # its ROBUST_KEEP best-agreeing pixels correlate at robust_correlation (0.96 joined a few
@@ -161,17 +162,6 @@ def _hashes(keys: pa.Table, column: str) -> np.ndarray:
     return np.asarray(keys.column(column).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-@dataclass
-class Thumbs:
-    """The source thumbnails (n, side*side) as stored (uint8), with each one's mean and
-    1/std: standardized a block of pairs at a time, so a million faces need 1 GB, not 4 GB of
-    float copies. Flat thumbnails get 1/std = 0 and correlate with nothing."""
-
-    pixels: np.ndarray
-    mean: np.ndarray
-    inv_std: np.ndarray
-
-
 def thumbnails(keys: pa.Table) -> Thumbs:
     column = keys.column("source_thumb")
     parts = []
@@ -193,25 +183,15 @@ def thumbnails(keys: pa.Table) -> Thumbs:
     return Thumbs(pixels, mean, inv_std)
 
 
-def _standard(thumbs: Thumbs, index: np.ndarray) -> np.ndarray:
-    x = thumbs.pixels[index].astype(np.float32)
-    x -= thumbs.mean[index, None]
-    x *= thumbs.inv_std[index, None]
-    return x
-
-
-def _mirrored(x: np.ndarray) -> np.ndarray:
-    return x.reshape(-1, THUMB_SIDE, THUMB_SIDE)[:, :, ::-1].reshape(len(x), -1)
-
-
 def correlation(thumbs: Thumbs, pairs: np.ndarray, block: int = 32768) -> np.ndarray:
     """Thumbnail correlation of each pair, the better of as-is and mirrored."""
     out = np.zeros(len(pairs), np.float32)
     for start in range(0, len(pairs), block):
         part = pairs[start:start + block]
-        a, b = _standard(thumbs, part[:, 0]), _standard(thumbs, part[:, 1])
+        a, b = thumbs.standard(part[:, 0]), thumbs.standard(part[:, 1])
         out[start:start + block] = np.maximum(np.einsum("ij,ij->i", a, b),
-                                              np.einsum("ij,ij->i", a, _mirrored(b))) / a.shape[1]
+                                              np.einsum("ij,ij->i", a, mirrored(b, THUMB_SIDE))
+                                              ) / a.shape[1]
     return out
 
 
@@ -234,8 +214,9 @@ def robust_correlation(thumbs: Thumbs, pairs: np.ndarray, block: int = 8192) -> 
     out = np.zeros(len(pairs), np.float32)
     for start in range(0, len(pairs), block):
         part = pairs[start:start + block]
-        a, b = _standard(thumbs, part[:, 0]), _standard(thumbs, part[:, 1])
-        out[start:start + block] = np.maximum(_trimmed(a, b), _trimmed(a, _mirrored(b)))
+        a, b = thumbs.standard(part[:, 0]), thumbs.standard(part[:, 1])
+        out[start:start + block] = np.maximum(_trimmed(a, b),
+                                              _trimmed(a, mirrored(b, THUMB_SIDE)))
     return out
 
 
@@ -277,8 +258,8 @@ def _verified(keys: pa.Table, tier1: np.ndarray,
         tier1 = _drop_posed_expressions(tier1, labels, keys.column("subject_id").to_pylist())
     joined = clusters(keys.num_rows, tier1)
     floor = min(options.min_correlation, options.robust_floor) - NEIGHBOUR_MARGIN
-    candidates, score = neighbour_pairs(thumbs.pixels, thumbs.mean, thumbs.inv_std, joined,
-                                        options.verify_neighbours, floor, options.include_flips)
+    candidates, score = neighbour_pairs(thumbs, joined, options.verify_neighbours, floor,
+                                        options.include_flips)
     candidates = _best_per_cluster_pair(candidates, score, joined)
     plain = correlation(thumbs, candidates)
     verified = plain >= options.min_correlation

@@ -21,6 +21,8 @@ exhaustive comparison of all 680M pairs accepts (the hash balls of radius 12 hel
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -34,26 +36,51 @@ _BLOCK = 65_536  # faces projected or assigned at once
 _ROWS = 8_192  # queries compared with one cell at once (a block of scores)
 
 
-def neighbour_pairs(pixels: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
-                    groups: np.ndarray, k: int, floor: float, flips: bool,
+@dataclass
+class Thumbs:
+    """Square gray thumbnails (n, side*side) as stored (uint8), with each one's mean and
+    1/std: standardized a block at a time, so a million faces need 1 GB, not 4 GB of float
+    copies. Flat thumbnails get 1/std = 0 and correlate with nothing."""
+
+    pixels: np.ndarray
+    mean: np.ndarray
+    inv_std: np.ndarray
+
+    @property
+    def side(self) -> int:
+        return int(round(np.sqrt(self.pixels.shape[1])))
+
+    def standard(self, index: np.ndarray, mirror: bool = False) -> np.ndarray:
+        """The rows' pixel z-scores (float32; a pair's correlation is their dot product over
+        side^2), of the mirror images if asked."""
+        x = self.pixels[index].astype(np.float32)
+        x -= self.mean[index, None]
+        x *= self.inv_std[index, None]
+        return mirrored(x, self.side) if mirror else x
+
+
+def mirrored(x: np.ndarray, side: int) -> np.ndarray:
+    """Rows of flattened side x side images, each mirrored left for right."""
+    return x.reshape(-1, side, side)[:, :, ::-1].reshape(len(x), -1)
+
+
+def neighbour_pairs(thumbs: Thumbs, groups: np.ndarray, k: int, floor: float, flips: bool,
                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (i < j, unique, sorted) where j is among the `k` faces of another group that
     correlate best with i (or with i's mirror image, with `flips`), at `floor` or more by the
-    projected thumbnails, and each pair's best score. `pixels` (n, side*side) uint8 with each
-    row's mean and 1/std; a flat thumbnail (1/std 0) correlates with nothing."""
-    n = len(pixels)
+    projected thumbnails, and each pair's best score."""
+    n = len(thumbs.pixels)
     if n < 2 or k < 1:
         return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
-    side = int(round(np.sqrt(pixels.shape[1])))
     rng = np.random.default_rng(seed)
-    basis = _basis(pixels, mean, inv_std, side, rng)
-    points = _project(pixels, mean, inv_std, side, basis, mirror=False)
+    basis = _basis(thumbs, rng)
+    points = _project(thumbs, basis, mirror=False)
     centroids = _kmeans(points, rng)
     probes = min(PROBES, len(centroids))
     queries = [(points, _nearest_cells(points, centroids, probes))]
     if flips:
-        mirrored = _project(pixels, mean, inv_std, side, basis, mirror=True)
-        queries.append((mirrored, _nearest_cells(mirrored, centroids, probes)))
+        flipped = _project(thumbs, basis, mirror=True)
+        queries.append((flipped, _nearest_cells(flipped, centroids, probes)))
     # the database in cell order, so that a cell's members are one slice
     order, bounds = _by_value(queries[0][1][:, 0], len(centroids))
     database = torch.from_numpy(points[order])
@@ -84,38 +111,31 @@ def neighbour_pairs(pixels: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
         keep = best_score >= floor
         found.append((np.repeat(np.arange(n), k)[keep], best_index[keep], best_score[keep]))
     i, j, score = (np.concatenate(parts) for parts in zip(*found, strict=True))
-    order = np.lexsort((-score, np.minimum(i, j) * n + np.maximum(i, j)))  # by pair, best first
-    code, score = (np.minimum(i, j) * n + np.maximum(i, j))[order], score[order]
+    code = np.minimum(i, j) * n + np.maximum(i, j)
+    order = np.lexsort((-score, code))  # by pair, the best score first
+    code, score = code[order], score[order]
     first = np.r_[True, code[1:] != code[:-1]][:len(code)]
     code, score = code[first], score[first]
     return np.stack([code // n, code % n], axis=1), score
 
 
-def _standard(pixels, mean, inv_std, side, index, mirror) -> np.ndarray:
-    """Rows as unit vectors (each pixel's z-score over side), mirrored if asked."""
-    x = pixels[index].astype(np.float32)
-    x -= mean[index, None]
-    x *= inv_std[index, None] / side
-    if mirror:
-        x = x.reshape(-1, side, side)[:, :, ::-1].reshape(len(x), -1)
-    return x
-
-
-def _basis(pixels, mean, inv_std, side, rng) -> np.ndarray:
+def _basis(thumbs: Thumbs, rng: np.random.Generator) -> np.ndarray:
     """The DIMS leading eigenvectors of the second moments of a sample and its mirror images
-    (uncentred: what is approximated is the dot product itself)."""
-    n = len(pixels)
+    (uncentred: what is approximated is the dot product itself), scaled by 1/side so that
+    projections approximate correlations."""
+    n = len(thumbs.pixels)
     sample = np.sort(rng.choice(n, min(n, SAMPLE), replace=False))
-    x = np.concatenate([_standard(pixels, mean, inv_std, side, sample, m) for m in (False, True)])
+    x = np.concatenate([thumbs.standard(sample, mirror) for mirror in (False, True)])
     _, vectors = np.linalg.eigh((x.T @ x).astype(np.float64))
-    return np.ascontiguousarray(vectors[:, ::-1][:, :DIMS]).astype(np.float32)
+    return (vectors[:, ::-1][:, :DIMS] / thumbs.side).astype(np.float32)
 
 
-def _project(pixels, mean, inv_std, side, basis, mirror: bool) -> np.ndarray:
-    out = np.empty((len(pixels), basis.shape[1]), np.float32)
-    for start in range(0, len(pixels), _BLOCK):
-        index = np.arange(start, min(start + _BLOCK, len(pixels)))
-        out[index] = _standard(pixels, mean, inv_std, side, index, mirror) @ basis
+def _project(thumbs: Thumbs, basis: np.ndarray, mirror: bool) -> np.ndarray:
+    n = len(thumbs.pixels)
+    out = np.empty((n, basis.shape[1]), np.float32)
+    for start in range(0, n, _BLOCK):
+        index = np.arange(start, min(start + _BLOCK, n))
+        out[index] = thumbs.standard(index, mirror) @ basis
     return out
 
 

@@ -57,12 +57,10 @@ def test_neighbour_search_is_the_exact_top_k_when_every_cell_is_probed():
     thumbs = thumbnails(face_rows(smooth_faces(16, seed=3), ["happy"] * 16))
     assert int(neighbours.CELLS_PER_ROOT * np.sqrt(16)) <= neighbours.PROBES
     groups = np.arange(16) // 2  # two faces a group: never paired with each other
-    pairs, scores = neighbours.neighbour_pairs(thumbs.pixels, thumbs.mean, thumbs.inv_std,
-                                               groups, k=3, floor=0.1, flips=True)
-    basis = neighbours._basis(thumbs.pixels, thumbs.mean, thumbs.inv_std, 32,
-                              np.random.default_rng(0))
-    points = neighbours._project(thumbs.pixels, thumbs.mean, thumbs.inv_std, 32, basis, False)
-    mirrored = neighbours._project(thumbs.pixels, thumbs.mean, thumbs.inv_std, 32, basis, True)
+    pairs, scores = neighbours.neighbour_pairs(thumbs, groups, k=3, floor=0.1, flips=True)
+    basis = neighbours._basis(thumbs, np.random.default_rng(0))
+    points = neighbours._project(thumbs, basis, False)
+    mirrored = neighbours._project(thumbs, basis, True)
     expected = {}
     for query in (points, mirrored):
         score = query @ points.T
@@ -90,8 +88,7 @@ def test_neighbour_search_finds_every_copy_among_thousands():
     copies += [np.ascontiguousarray(im[:, ::-1]) for im in originals[50:100]]
     copies += overlaid_copies(originals[100:150], seed=6)
     thumbs = thumbnails(face_rows(originals + copies, ["happy"] * 2150))
-    pairs, _ = neighbour_pairs(thumbs.pixels, thumbs.mean, thumbs.inv_std, np.arange(2150),
-                               k=4, floor=0.6, flips=True)
+    pairs, _ = neighbour_pairs(thumbs, np.arange(2150), k=4, floor=0.6, flips=True)
     found = {tuple(p) for p in pairs.tolist()}
     own = np.array([[i, 2000 + i] for i in range(150)])
     acceptable = correlation(thumbs, own) >= 0.8

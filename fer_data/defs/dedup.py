@@ -64,11 +64,12 @@ class DedupConfig(Config):
         DedupOptions.robust_floor, description="Second tier, robust: the plain thumbnail "
         "correlation a candidate needs before the robust check.")
     robust_radius: int = Field(
-        DedupOptions.robust_radius, description="Second tier, robust: the candidate's "
-        "equalized-source pHashes must also lie within this many bits...")
+        DedupOptions.robust_radius, description="Second tier, robust: a candidate also needs "
+        "its equalized-source pHashes within this many bits, or a thumbnail quarter within "
+        "robust_quarter_radius.")
     robust_quarter_radius: int = Field(
-        DedupOptions.robust_quarter_radius, description="... or one quarter of their "
-        "thumbnails hash within this many bits (a watermark band leaves a quarter alone).")
+        DedupOptions.robust_quarter_radius, description="Second tier, robust: the quarter-hash "
+        "radius of that gate (a watermark band leaves one quarter of the face alone).")
     min_std: float = Field(
         DedupOptions.min_std, description="Faces with a pixel standard deviation below this "
         "are near-uniform: rejected as low_information.")
