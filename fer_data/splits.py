@@ -6,7 +6,7 @@
   one split), label-stratified as far as whole subjects allow, deterministic from a seed.
 - Faces with neither are split per image, stratified by label.
 Duplicates were already collapsed to one representative per cluster (taken from the most
-protected split), so no cluster straddles splits; `check_leaks` verifies it independently.
+protected split), so no cluster straddles splits; `check_leaks` verifies it from the keys.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from fer_data.dedup import KEY_COLUMNS, DedupOptions, duplicate_pairs
+from fer_data.dedup import DedupOptions, duplicate_pairs
+from fer_data.hash_search import unique_pairs
 from fer_data.schema import SPLIT, SPLITS
 
 
@@ -120,20 +121,28 @@ class LeakReport:
     examples: list[str]
 
 
-def check_leaks(splits: pa.Table, keys: pa.Table, options: DedupOptions) -> LeakReport:
-    """Recheck the split rows from scratch: duplicate pairs among them by the source-level keys
-    and crop hashes (`dedup.duplicate_pairs`, mirrors included) that sit in different splits,
-    and subjects present in more than one split. It looks at the keys, not at the clusters the
-    index made, so a wrong keep decision or a wrong split shows up here."""
-    joined = splits.join(keys.select(["image_id", *KEY_COLUMNS]), "image_id")
-    split = np.array(joined.column("split").to_pylist(), dtype=object)
-    ids = joined.column("image_id").to_pylist()
-    found = duplicate_pairs(joined, options)
-    crossing = {k: p[split[p[:, 0]] != split[p[:, 1]]] for k, p in found.items() if len(p)}
-    pairs = np.concatenate(list(crossing.values())) if crossing else np.zeros((0, 2), np.int64)
-    pairs = np.unique(pairs, axis=0) if len(pairs) else pairs
+def check_leaks(splits: pa.Table, faces: pa.Table, options: DedupOptions) -> LeakReport:
+    """Recheck the split rows from the keys: the duplicate pairs `dedup.duplicate_pairs` finds
+    (mirrors included) whose two faces both sit in a split, in different ones, and subjects
+    present in more than one split. The pairs are searched among all `faces` (the face_crops
+    rows face_index read, with the INDEX_COLUMNS), not among the split rows alone: the second
+    tier's nearest neighbours depend on the whole set, so a subset would pair faces the index
+    never compared. It looks at the keys, not at the clusters the index made, so a wrong keep
+    decision or a wrong split shows up here."""
+    split_of = dict(zip(splits.column("image_id").to_pylist(),
+                        splits.column("split").to_pylist(), strict=True))
+    ids = faces.column("image_id").to_pylist()
+    split = np.array([split_of.get(i) for i in ids], dtype=object)
+    found = duplicate_pairs(faces, options)
+    crossing = {}
+    for key, p in found.items():
+        a, b = split[p[:, 0]], split[p[:, 1]]
+        crossing[key] = p[(a != None) & (b != None) & (a != b)]  # noqa: E711 (elementwise)
+    pairs = unique_pairs(np.concatenate(list(crossing.values())), len(ids)) if crossing \
+        else np.zeros((0, 2), np.int64)
     subject_splits: dict[str, set] = defaultdict(set)
-    for subject, s in zip(joined.column("subject_id").to_pylist(), split, strict=True):
+    for subject, s in zip(splits.column("subject_id").to_pylist(),
+                          splits.column("split").to_pylist(), strict=True):
         if subject:
             subject_splits[subject].add(s)
     leaking = sorted(k for k, v in subject_splits.items() if len(v) > 1)

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from fer_data import storage
 from fer_data.artefacts import load_face_crops
-from fer_data.dedup import KEY_COLUMNS, dedup_options
+from fer_data.dedup import INDEX_COLUMNS, dedup_options
 from fer_data.defs.metadata import counts_table
 from fer_data.defs.resources import StorageResource
 from fer_data.splits import SplitOptions, assign_splits, check_leaks
@@ -55,8 +55,8 @@ def splits(context: AssetExecutionContext, config: SplitConfig,
                                               config.seed))
     path = storage.write_table(table, layout.table("splits", ALL),
                                {"fer_data.splits": config.model_dump_json()})
-    keys, _ = load_face_crops(layout, ["image_id", *KEY_COLUMNS])
-    leaks = check_leaks(table, keys, dedup_options(index))
+    faces, _ = load_face_crops(layout, INDEX_COLUMNS)  # what face_index searched
+    leaks = check_leaks(table, faces, dedup_options(index))
     rules = Counter(zip(table.column("dataset").to_pylist(), table.column("split").to_pylist(),
                         strict=True))
     return MaterializeResult(
