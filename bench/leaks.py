@@ -1,7 +1,7 @@
 """Leak-free splits on real data, judged from the original files.
 
     .venv/bin/python bench/leaks.py [--shared ../shared/datasets] [--fer-count 0]
-                                    [--local-contrast 0.1] [--watermark 0.1]
+                                    [--local-contrast 0.1] [--watermark 0.1] [--keep DIR]
 
 raw/ = the real FER2013 image export + CK+48 + a Kaggle-style repackage of both made by
 fer_data.demo.repackage (every planted copy listed in its manifest). The pipeline runs
@@ -162,7 +162,7 @@ def baseline_twins(faces: pa.Table, raw: Path) -> tuple[int, int, int]:
     for suffix in ("", "_mirror"):
         only = only.set_column(only.schema.get_field_index(f"source_phash_eq{suffix}"),
                                f"source_phash_eq{suffix}", faces.column(f"source_phash{suffix}"))
-    return index_twins(only, DedupOptions(verify_radius=0, dataset_priority=keeper_priority()),
+    return index_twins(only, DedupOptions(verify_neighbours=0, dataset_priority=keeper_priority()),
                        raw)
 
 
@@ -224,9 +224,13 @@ def main() -> None:
                         help="share of copies given CLAHE (the hard case)")
     parser.add_argument("--watermark", type=float, default=0.0,
                         help="share of copies given a stock-photo watermark")
+    parser.add_argument("--keep", type=Path,
+                        help="an empty folder to build in and keep (a temporary one otherwise)")
     args = parser.parse_args()
+    if args.keep:
+        args.keep.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="fer-leaks-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
         spec = RepackageSpec(args.fer_count, args.ckplus_count,
                              local_contrast=args.local_contrast, watermark=args.watermark)
         raw, planted = build_raw(args.shared.resolve(), work, spec)
