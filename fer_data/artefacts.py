@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 from fer_data import storage
 from fer_data.classifier import FaceTensors, from_pngs
 from fer_data.datasets import DATASETS
+from fer_data.dedup import INDEX_RUN
 from fer_data.labels import class_names, map_label
 from fer_data.schema import SPLITS
 from fer_data.storage import StorageLayout
@@ -35,6 +36,24 @@ def stargan_dir(layout: StorageLayout) -> Path:
     """stargan_model: model.json (the current generator) and a folder per profile with its
     checkpoints, report and figures."""
     return local_dir(layout.storage_dir, "StarGAN") / "stargan_model"
+
+
+def kept_pairs_path(layout: StorageLayout):
+    """face_index's second table: the duplicate edges between two kept faces (schema.KEPT_PAIRS),
+    which splits checks for leaks."""
+    return layout.table("face_index", "kept_pairs")
+
+
+def read_kept_pairs(layout: StorageLayout, index_schema: pa.Schema) -> pa.Table:
+    """The kept pairs of the face_index run whose table has `index_schema`; a clear error when
+    they come from another run."""
+    pairs = storage.read_table(kept_pairs_path(layout))
+    token = (index_schema.metadata or {}).get(INDEX_RUN.encode())
+    if token is None or (pairs.schema.metadata or {}).get(INDEX_RUN.encode()) != token:
+        raise ValueError(f"{kept_pairs_path(layout)} is not from the face_index run that wrote "
+                         "the index (a run stopped between the two writes?): materialize "
+                         "face_index again")
+    return pairs
 
 
 def synthetic_report_path(layout: StorageLayout):

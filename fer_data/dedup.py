@@ -69,6 +69,9 @@ NEIGHBOUR_MARGIN = 0.15
 PER_CLUSTER_PAIR = 8
 DEDUP_METADATA = "fer_data.dedup"  # Parquet key of the options face_index ran with
 PAIRS_METADATA = "fer_data_counts.duplicate_pairs"  # ... and of the pairs each key found
+# face_index writes its kept pairs first and the index last, both stamped with the pairs'
+# digest under this key: splits refuses pairs from another run (one killed between the writes)
+INDEX_RUN = "fer_data_run.kept_pairs"
 # what each key of duplicate_pairs finds, in the words of the dataset card
 KEY_KINDS = {
     "exact": "the same decoded pixels",
@@ -327,6 +330,7 @@ class DedupResult:
     conflict_clusters: int  # clusters whose members carry different labels
     conflict_examples: list[dict]  # the largest of them, with members' labels
     clusters_spanning_splits: int
+    kept_pairs: pa.Table  # schema.KEPT_PAIRS: the edges between two kept faces, by key
 
 
 def build_index(faces: pa.Table, options: DedupOptions) -> DedupResult:
@@ -372,7 +376,22 @@ def build_index(faces: pa.Table, options: DedupOptions) -> DedupResult:
     conflicts = _conflicts(cluster, labels, ids, datasets)
     return DedupResult(index, len(pairs), {k: len(v) for k, v in found.items()}, exact_groups,
                        exact_conflicts, len(conflicts), conflicts[:20],
-                       _spanning(cluster, splits))
+                       _spanning(cluster, splits), kept_pairs(ids, found, choice.keep))
+
+
+def kept_pairs(ids: list[str], found: dict[str, np.ndarray], keep: np.ndarray) -> pa.Table:
+    """The edges of `found` (duplicate_pairs' output, rows of `ids`) whose two faces are both
+    kept (`keep`), as a schema.KEPT_PAIRS table. Only kept faces get a split, so these are the
+    only edges that can cross splits: splits checks them (`splits.check_leaks`) instead of
+    searching all faces a second time."""
+    keep = np.asarray(keep, bool)
+    ids = np.asarray(ids, dtype=object)
+    parts = {key: p[keep[p[:, 0]] & keep[p[:, 1]]] for key, p in found.items()}
+    return pa.table({
+        "image_id_a": np.concatenate([ids[p[:, 0]] for p in parts.values()] or [[]]).tolist(),
+        "image_id_b": np.concatenate([ids[p[:, 1]] for p in parts.values()] or [[]]).tolist(),
+        "key": [key for key, p in parts.items() for _ in range(len(p))],
+    }, schema=schema.KEPT_PAIRS)
 
 
 def _drop_posed_expressions(pairs: np.ndarray, labels: np.ndarray,

@@ -111,6 +111,14 @@ INDEX = pa.schema(
     ]
 )
 
+# The duplicate edges face_index found between two faces it KEPT (fer_data.dedup.kept_pairs): in
+# a correct index none, but one person's posed expressions; splits checks that none crosses splits.
+KEPT_PAIRS = pa.schema([
+    pa.field("image_id_a", pa.string(), nullable=False),
+    pa.field("image_id_b", pa.string(), nullable=False),
+    pa.field("key", pa.string(), nullable=False),  # the key that found it (duplicate_pairs)
+])
+
 SPLIT = pa.schema([
     pa.field("image_id", pa.string(), nullable=False),
     pa.field("dataset", pa.string(), nullable=False),

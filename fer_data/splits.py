@@ -17,8 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from fer_data.dedup import DedupOptions, duplicate_pairs
-from fer_data.hash_search import unique_pairs
 from fer_data.schema import SPLIT, SPLITS
 
 
@@ -121,31 +119,27 @@ class LeakReport:
     examples: list[str]
 
 
-def check_leaks(splits: pa.Table, faces: pa.Table, options: DedupOptions) -> LeakReport:
-    """Recheck the split rows from the keys: the duplicate pairs `dedup.duplicate_pairs` finds
-    (mirrors included) whose two faces both sit in a split, in different ones, and subjects
-    present in more than one split. The pairs are searched among all `faces` (the face_crops
-    rows face_index read, with the INDEX_COLUMNS), not among the split rows alone: the second
-    tier's nearest neighbours depend on the whole set, so a subset would pair faces the index
-    never compared. It looks at the keys, not at the clusters the index made, so a wrong keep
-    decision or a wrong split shows up here."""
+def check_leaks(splits: pa.Table, kept_pairs: pa.Table) -> LeakReport:
+    """Recheck the split rows: the duplicate edges face_index found between two faces it kept
+    (`kept_pairs`, schema.KEPT_PAIRS: every key's pairs, mirrors included) whose faces sit in
+    different splits, and subjects present in more than one split. It looks at the pairs the
+    keys found, not at the clusters the index made, so a wrong keep decision or a wrong split
+    shows up here; only kept faces get a split, so no other edge can cross one."""
     split_of = dict(zip(splits.column("image_id").to_pylist(),
                         splits.column("split").to_pylist(), strict=True))
-    ids = faces.column("image_id").to_pylist()
-    split = np.array([split_of.get(i) for i in ids], dtype=object)
-    found = duplicate_pairs(faces, options)
-    crossing = {}
-    for key, p in found.items():
-        a, b = split[p[:, 0]], split[p[:, 1]]
-        crossing[key] = p[(a != None) & (b != None) & (a != b)]  # noqa: E711 (elementwise)
-    pairs = unique_pairs(np.concatenate(list(crossing.values())), len(ids)) if crossing \
-        else np.zeros((0, 2), np.int64)
+    a = np.array([split_of.get(i) for i in kept_pairs.column("image_id_a").to_pylist()], object)
+    b = np.array([split_of.get(i) for i in kept_pairs.column("image_id_b").to_pylist()], object)
+    crossing = (a != None) & (b != None) & (a != b)  # noqa: E711 (elementwise)
+    keys = np.array(kept_pairs.column("key").to_pylist(), dtype=object)[crossing]
+    ids_a = np.array(kept_pairs.column("image_id_a").to_pylist(), dtype=object)[crossing]
+    ids_b = np.array(kept_pairs.column("image_id_b").to_pylist(), dtype=object)[crossing]
+    pairs = sorted({tuple(sorted(p)) for p in zip(ids_a.tolist(), ids_b.tolist(), strict=True)})
     subject_splits: dict[str, set] = defaultdict(set)
     for subject, s in zip(splits.column("subject_id").to_pylist(),
                           splits.column("split").to_pylist(), strict=True):
         if subject:
             subject_splits[subject].add(s)
     leaking = sorted(k for k, v in subject_splits.items() if len(v) > 1)
-    examples = [f"{ids[a]} ({split[a]}) ~ {ids[b]} ({split[b]})" for a, b in pairs[:5]]
-    return LeakReport(len(pairs), {k: len(v) for k, v in crossing.items()}, len(leaking),
+    examples = [f"{x} ({split_of[x]}) ~ {y} ({split_of[y]})" for x, y in pairs[:5]]
+    return LeakReport(len(pairs), dict(Counter(keys.tolist())), len(leaking),
                       examples + leaking[:5])

@@ -15,7 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fer_data.dedup import DedupOptions, build_index, crop_keys, source_keys
+from fer_data.dedup import (
+    DedupOptions,
+    build_index,
+    crop_keys,
+    duplicate_pairs,
+    kept_pairs,
+    source_keys,
+)
 from fer_data.hash_search import near_pairs, popcount64
 from fer_data.images import encode_png
 from fer_data.labels import CLASS_SETS
@@ -219,7 +226,7 @@ def test_subject_splits_are_disjoint_stratified_and_seeded():
                 if lab == label]
         assert abs(mine.count("train") / len(mine) - 0.7) < 0.12
     keys = face_rows(textures(n, seed=4), labels)
-    report = check_leaks(first, keys, DedupOptions())
+    report = check_leaks(first, build_index(keys, DedupOptions()).kept_pairs)
     assert report.subjects_across_splits == 0 and report.duplicate_pairs_across_splits == 0
 
 
@@ -230,9 +237,38 @@ def test_leak_check_finds_a_planted_cross_split_duplicate():
                             "dataset": ["fer2013"] * 3, "label": ["happy", "sad", "happy"],
                             "subject_id": [None, "x", "x"], "split": ["train", "test", "val"],
                             "split_rule": ["official"] * 3})
-    report = check_leaks(split_table, rows, DedupOptions())
+    found = duplicate_pairs(rows, DedupOptions())
+    every = kept_pairs(rows.column("image_id").to_pylist(), found, np.ones(3, bool))
+    report = check_leaks(split_table, every)
     assert report.duplicate_pairs_across_splits == 1
     assert report.subjects_across_splits == 1
+    # the index keeps one of the two copies: no kept pair is left to cross splits
+    index = build_index(rows, DedupOptions())
+    keep = index.index.column("keep").to_pylist()
+    assert keep[0] + keep[2] == 1 and index.kept_pairs.num_rows == 0
+    assert check_leaks(split_table, index.kept_pairs).duplicate_pairs_across_splits == 0
+
+
+def test_splits_refuses_kept_pairs_from_another_face_index_run(tmp_path):
+    """face_index writes its kept pairs, then its index: a run killed between the two leaves
+    new pairs beside the old index, and the leak check must not trust them."""
+    from fer_data import storage
+    from fer_data.artefacts import kept_pairs_path, read_kept_pairs
+    from fer_data.dedup import INDEX_RUN
+
+    layout = storage.StorageLayout.from_env(str(tmp_path / "raw"), str(tmp_path / "storage"),
+                                            str(tmp_path / "curated"))
+    rows = face_rows(textures(2, seed=3), ["happy", "sad"])
+    pairs = kept_pairs(rows.column("image_id").to_pylist(), duplicate_pairs(rows, DedupOptions()),
+                       np.ones(2, bool))
+    storage.write_table(pairs, kept_pairs_path(layout), {INDEX_RUN: "new"})
+
+    def index_of(token: str) -> pa.Schema:
+        return pa.schema([("image_id", pa.string())], metadata={INDEX_RUN: token})
+
+    assert read_kept_pairs(layout, index_of("new")).num_rows == pairs.num_rows
+    with pytest.raises(ValueError, match="materialize face_index again"):
+        read_kept_pairs(layout, index_of("old"))
 
 
 def gamma(image, g):
@@ -333,8 +369,6 @@ def test_real_watermarked_and_clahe_copies_join_their_origin_and_nothing_else(sh
     of its own) is the same picture by imagehash of the original files."""
     import imagehash
     from PIL import Image
-
-    from fer_data.dedup import duplicate_pairs
 
     files = sorted((shared / "fer2013_images").rglob("*.jpg"))
     rng = np.random.default_rng(7)

@@ -1,5 +1,6 @@
 """`face_index`: every face of every dataset, clustered into duplicates, one kept per cluster."""
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict
@@ -17,11 +18,12 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
-from fer_data.artefacts import load_face_crops
+from fer_data.artefacts import kept_pairs_path, load_face_crops
 from fer_data.datasets import keeper_priority
 from fer_data.dedup import (
     DEDUP_METADATA,
     INDEX_COLUMNS,
+    INDEX_RUN,
     PAIRS_METADATA,
     DedupOptions,
     build_index,
@@ -85,7 +87,7 @@ def dedup_settings(config: DedupConfig) -> DedupOptions:
     group_name="dedup",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="6",
+    code_version="7",
     automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,
@@ -98,9 +100,13 @@ def face_index(context: AssetExecutionContext, config: DedupConfig,
     options = dedup_settings(config)
     result = build_index(faces, options)
     index = result.index
+    # the kept pairs first, the index (the commit) last, both stamped with the pairs' digest
+    digest = hashlib.sha256(json.dumps(result.kept_pairs.to_pydict()).encode()).hexdigest()
+    token = {INDEX_RUN: digest}
+    storage.write_table(result.kept_pairs, kept_pairs_path(layout), token)
     path = storage.write_table(index, layout.table("face_index", ALL),
                                {DEDUP_METADATA: json.dumps(asdict(options)),
-                                PAIRS_METADATA: json.dumps(result.pairs_by_key)})
+                                PAIRS_METADATA: json.dumps(result.pairs_by_key), **token})
     rejects = dedup_rejects(index)
     storage.write_table(rejects, layout.rejects("face_index", ALL))
     return MaterializeResult(metadata={

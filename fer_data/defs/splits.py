@@ -1,4 +1,5 @@
-"""`splits`: train/val/test for every kept face, checked for leaks against the de-dup keys."""
+"""`splits`: train/val/test for every kept face, checked for leaks against the duplicate pairs
+face_index found."""
 
 from collections import Counter
 
@@ -15,8 +16,7 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
-from fer_data.artefacts import load_face_crops
-from fer_data.dedup import INDEX_COLUMNS, dedup_options
+from fer_data.artefacts import read_kept_pairs
 from fer_data.defs.metadata import counts_table
 from fer_data.defs.resources import StorageResource
 from fer_data.splits import SplitOptions, assign_splits, check_leaks
@@ -32,11 +32,11 @@ class SplitConfig(Config):
 
 
 @asset(
-    deps=["face_index", "face_crops"],
+    deps=["face_index"],
     group_name="splits",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="2",
+    code_version="3",
     automation_condition=AutomationCondition.eager(),
     check_specs=[
         AssetCheckSpec("no_duplicates_across_splits", asset="splits", blocking=True,
@@ -48,15 +48,14 @@ class SplitConfig(Config):
 def splits(context: AssetExecutionContext, config: SplitConfig,
            storage_resource: StorageResource) -> MaterializeResult:
     """train/val/test for every kept face: official splits kept, subject-disjoint elsewhere.
-    The leak check uses the de-duplication settings face_index recorded."""
+    The leak check reads the duplicate pairs face_index found between kept faces."""
     layout = storage_resource.layout()
     index = storage.read_table(layout.table("face_index", ALL))
     table = assign_splits(index, SplitOptions((config.train, config.val, config.test),
                                               config.seed))
     path = storage.write_table(table, layout.table("splits", ALL),
                                {"fer_data.splits": config.model_dump_json()})
-    faces, _ = load_face_crops(layout, INDEX_COLUMNS)  # what face_index searched
-    leaks = check_leaks(table, faces, dedup_options(index))
+    leaks = check_leaks(table, read_kept_pairs(layout, index.schema))
     rules = Counter(zip(table.column("dataset").to_pylist(), table.column("split").to_pylist(),
                         strict=True))
     return MaterializeResult(
