@@ -202,11 +202,16 @@ class Discriminator(nn.Module):
     a 12x12 map, each cell seeing 18 px), while the classifier still sees the whole face.
     `blur` low-passes every stride-2 layer's input ([1, 2, 1] in both directions, as
     StyleGAN's down-sampling): a strided critic is blind to a pattern at its own sampling
-    frequency, and a strong one teaches G to paint it (a checkerboard over the face)."""
+    frequency, and a strong one teaches G to paint it (a checkerboard over the face).
+    `spectral_norm` divides each weight the real/fake map reads (the first `src_depth` layers
+    and its head) by its largest singular value (SNGAN): a critic held to a slope everywhere,
+    at every frequency, instead of a penalty at sampled points; the classifier's own layers
+    stay free."""
 
     def __init__(self, *, image_size: int = 128, channels: int = 3, conv_dim: int = 64,
                  c_dim: int = 5, repeat_num: int | None = None, src_dim: int = 1,
-                 src_depth: int | None = None, blur: bool = False):
+                 src_depth: int | None = None, blur: bool = False,
+                 spectral_norm: bool = False):
         super().__init__()
         repeat_num = repeat_num or discriminator_depth(image_size)
         src_depth = src_depth or repeat_num
@@ -219,6 +224,8 @@ class Discriminator(nn.Module):
         for i in range(repeat_num):
             out = conv_dim * 2**i
             conv = nn.Conv2d(dim, out, kernel_size=4, stride=2, padding=1)
+            if spectral_norm and i < src_depth:
+                conv = nn.utils.parametrizations.spectral_norm(conv)
             layers += [nn.Sequential(Blur(dim), conv) if blur else conv, nn.LeakyReLU(0.01)]
             dim = out
             if i + 1 == src_depth:
@@ -228,6 +235,8 @@ class Discriminator(nn.Module):
         # src_dim real/fake maps: 1 (official) or one per domain (multitask, StarGAN v2)
         self.conv_src = nn.Conv2d(src_channels, src_dim, kernel_size=3, stride=1, padding=1,
                                   bias=False)
+        if spectral_norm:
+            self.conv_src = nn.utils.parametrizations.spectral_norm(self.conv_src)
         self.conv_cls = nn.Conv2d(dim, c_dim, kernel_size=int(final), bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

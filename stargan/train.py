@@ -72,6 +72,8 @@ class TrainConfig:
     # judged by its domain's map, so the disgust map learns G's disgust as negatives
     d_src_depth: int = 0  # > 0: a local (patch) critic read after this many of D's layers
     d_blur: bool = False  # low-pass the input of each of D's stride-2 layers (anti-aliased)
+    d_spectral_norm: bool = False  # spectral normalisation of the layers the real/fake map
+    # reads (SNGAN): a critic that is strong and sees every frequency, without a penalty
     source_class_weight: float = 0.0  # > 0: D's classifier also learns each translated face
     # as its SOURCE class, so a cue painted without changing the expression reads as where the
     # face came from: G's teacher of the target class sees G's output
@@ -192,7 +194,8 @@ def build_models(config: TrainConfig) -> Models:
                       conv_dim=config.d_conv_dim, c_dim=config.c_dim + fake_class,
                       repeat_num=config.d_repeat_num or None,
                       src_dim=config.c_dim if config.d_multitask else 1,
-                      src_depth=config.d_src_depth or None, blur=config.d_blur)
+                      src_depth=config.d_src_depth or None, blur=config.d_blur,
+                      spectral_norm=config.d_spectral_norm)
     memory_format = torch.channels_last if config.channels_last else torch.preserve_format
     G.to(config.device, memory_format=memory_format)
     D.to(config.device, memory_format=memory_format)
@@ -273,7 +276,7 @@ def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
                        rng: torch.Generator) -> dict[str, float]:
     onehot_trg = label2onehot(c_trg, config.c_dim)
     r1 = config.adv_loss == "r1"
-    x_real = x.detach().requires_grad_(r1)
+    x_real = x.detach().requires_grad_(r1 and config.lambda_gp > 0)
     with _autocast(config):
         out_real, out_cls = critic(m, x_real, c_org, config, rng)
         d_loss_cls = classification_loss(out_cls.float(), c_org)
@@ -289,7 +292,8 @@ def discriminator_step(m: Models, x, c_org, c_trg, config: TrainConfig,
     if r1:
         d_loss_real = F.softplus(-out_real.float()).mean()
         d_loss_fake = F.softplus(out_fake.float()).mean()
-        d_loss_gp = r1_penalty(per_image(out_real, config), x_real)
+        d_loss_gp = (r1_penalty(per_image(out_real, config), x_real) if config.lambda_gp > 0
+                     else torch.zeros(()))  # a spectrally normalised critic needs none
     else:
         d_loss_real, d_loss_fake = -out_real.mean(), out_fake.mean()
         alpha = torch.rand(x.size(0), 1, 1, 1, generator=rng).to(config.device)

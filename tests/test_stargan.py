@@ -226,7 +226,31 @@ RECIPES = [{}, {"ema_beta": 0.9, "balanced": True, "upsample": "bilinear", "cls_
             "ema_beta": 0.9},
            # a local per-domain critic, anti-aliased, penalised per image
            {"g_output": "residual", "g_down": 1, "d_multitask": True, "d_src_depth": 2,
-            "d_repeat_num": 3, "d_blur": True, "penalty_per_image": True}]
+            "d_repeat_num": 3, "d_blur": True, "penalty_per_image": True},
+           # a spectrally normalised local critic, non-saturating loss without a penalty
+           {"g_output": "residual", "g_down": 1, "d_src_depth": 2, "d_repeat_num": 3,
+            "d_spectral_norm": True, "adv_loss": "r1", "lambda_gp": 0.0}]
+
+
+def test_spectral_norm_holds_the_critics_layers_to_unit_gain():
+    """After a few training-mode passes (power iteration), each weight the real/fake map
+    reads has largest singular value 1, however large its raw weights; the classifier's own
+    layers and a plain critic keep theirs."""
+    x = torch.rand(4, 1, 48, 48) * 2 - 1
+    for sn in (True, False):
+        torch.manual_seed(0)
+        D = Discriminator(image_size=48, channels=1, conv_dim=8, c_dim=3, repeat_num=3,
+                          src_depth=2, spectral_norm=sn)
+        with torch.no_grad():
+            for p in D.parameters():
+                p.mul_(5.0)
+            for _ in range(30):
+                D(x)
+        read = [D.main[0], D.main[2], D.conv_src]
+        sigmas = [torch.linalg.matrix_norm(c.weight.flatten(1), ord=2).item() for c in read]
+        assert all(abs(s - 1) < 0.02 for s in sigmas) is sn, sigmas
+        free = torch.linalg.matrix_norm(D.rest[0].weight.flatten(1), ord=2).item()
+        assert free > 1.5
 
 
 def test_blurred_critic_cannot_see_a_checkerboard():
