@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,7 +12,6 @@ import pyarrow.compute as pc
 from fer_data import storage
 from fer_data.classifier import FaceTensors, from_pngs
 from fer_data.datasets import DATASETS
-from fer_data.dedup import INDEX_RUN
 from fer_data.labels import class_names, map_label
 from fer_data.schema import SPLITS
 from fer_data.storage import StorageLayout
@@ -38,10 +39,23 @@ def stargan_dir(layout: StorageLayout) -> Path:
     return local_dir(layout.storage_dir, "StarGAN") / "stargan_model"
 
 
+# face_index writes its kept pairs first and the index last, both stamped with the pairs'
+# digest under this Parquet key: splits refuses pairs from another run (one killed between)
+INDEX_RUN = "fer_data_run.kept_pairs"
+
+
 def kept_pairs_path(layout: StorageLayout):
     """face_index's second table: the duplicate edges between two kept faces (schema.KEPT_PAIRS),
     which splits checks for leaks."""
     return layout.table("face_index", "kept_pairs")
+
+
+def write_kept_pairs(layout: StorageLayout, pairs: pa.Table) -> dict[str, str]:
+    """Write face_index's kept pairs, stamped; the stamp returned goes into the index's
+    metadata, which is written after them."""
+    stamp = {INDEX_RUN: hashlib.sha256(json.dumps(pairs.to_pydict()).encode()).hexdigest()}
+    storage.write_table(pairs, kept_pairs_path(layout), stamp)
+    return stamp
 
 
 def read_kept_pairs(layout: StorageLayout, index_schema: pa.Schema) -> pa.Table:

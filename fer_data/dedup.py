@@ -69,9 +69,6 @@ NEIGHBOUR_MARGIN = 0.15
 PER_CLUSTER_PAIR = 8
 DEDUP_METADATA = "fer_data.dedup"  # Parquet key of the options face_index ran with
 PAIRS_METADATA = "fer_data_counts.duplicate_pairs"  # ... and of the pairs each key found
-# face_index writes its kept pairs first and the index last, both stamped with the pairs'
-# digest under this key: splits refuses pairs from another run (one killed between the writes)
-INDEX_RUN = "fer_data_run.kept_pairs"
 # what each key of duplicate_pairs finds, in the words of the dataset card
 KEY_KINDS = {
     "exact": "the same decoded pixels",
@@ -390,7 +387,7 @@ def kept_pairs(ids: list[str], found: dict[str, np.ndarray], keep: np.ndarray) -
     return pa.table({
         "image_id_a": np.concatenate([ids[p[:, 0]] for p in parts.values()] or [[]]).tolist(),
         "image_id_b": np.concatenate([ids[p[:, 1]] for p in parts.values()] or [[]]).tolist(),
-        "key": [key for key, p in parts.items() for _ in range(len(p))],
+        "key": np.repeat(list(parts), [len(p) for p in parts.values()]).tolist(),
     }, schema=schema.KEPT_PAIRS)
 
 

@@ -127,13 +127,11 @@ def check_leaks(splits: pa.Table, kept_pairs: pa.Table) -> LeakReport:
     shows up here; only kept faces get a split, so no other edge can cross one."""
     split_of = dict(zip(splits.column("image_id").to_pylist(),
                         splits.column("split").to_pylist(), strict=True))
-    a = np.array([split_of.get(i) for i in kept_pairs.column("image_id_a").to_pylist()], object)
-    b = np.array([split_of.get(i) for i in kept_pairs.column("image_id_b").to_pylist()], object)
-    crossing = (a != None) & (b != None) & (a != b)  # noqa: E711 (elementwise)
-    keys = np.array(kept_pairs.column("key").to_pylist(), dtype=object)[crossing]
-    ids_a = np.array(kept_pairs.column("image_id_a").to_pylist(), dtype=object)[crossing]
-    ids_b = np.array(kept_pairs.column("image_id_b").to_pylist(), dtype=object)[crossing]
-    pairs = sorted({tuple(sorted(p)) for p in zip(ids_a.tolist(), ids_b.tolist(), strict=True)})
+    crossing = [(x, y, key) for x, y, key in zip(kept_pairs.column("image_id_a").to_pylist(),
+                                                 kept_pairs.column("image_id_b").to_pylist(),
+                                                 kept_pairs.column("key").to_pylist(), strict=True)
+                if split_of.get(x) and split_of.get(y) and split_of[x] != split_of[y]]
+    pairs = sorted({tuple(sorted((x, y))) for x, y, _ in crossing})
     subject_splits: dict[str, set] = defaultdict(set)
     for subject, s in zip(splits.column("subject_id").to_pylist(),
                           splits.column("split").to_pylist(), strict=True):
@@ -141,5 +139,5 @@ def check_leaks(splits: pa.Table, kept_pairs: pa.Table) -> LeakReport:
             subject_splits[subject].add(s)
     leaking = sorted(k for k, v in subject_splits.items() if len(v) > 1)
     examples = [f"{x} ({split_of[x]}) ~ {y} ({split_of[y]})" for x, y in pairs[:5]]
-    return LeakReport(len(pairs), dict(Counter(keys.tolist())), len(leaking),
+    return LeakReport(len(pairs), dict(Counter(key for _, _, key in crossing)), len(leaking),
                       examples + leaking[:5])

@@ -253,8 +253,7 @@ def test_splits_refuses_kept_pairs_from_another_face_index_run(tmp_path):
     """face_index writes its kept pairs, then its index: a run killed between the two leaves
     new pairs beside the old index, and the leak check must not trust them."""
     from fer_data import storage
-    from fer_data.artefacts import kept_pairs_path, read_kept_pairs
-    from fer_data.dedup import INDEX_RUN
+    from fer_data.artefacts import INDEX_RUN, kept_pairs_path, read_kept_pairs
 
     layout = storage.StorageLayout.from_env(str(tmp_path / "raw"), str(tmp_path / "storage"),
                                             str(tmp_path / "curated"))

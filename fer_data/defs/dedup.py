@@ -1,6 +1,5 @@
 """`face_index`: every face of every dataset, clustered into duplicates, one kept per cluster."""
 
-import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict
@@ -18,12 +17,11 @@ from dagster import (
 from pydantic import Field
 
 from fer_data import storage
-from fer_data.artefacts import kept_pairs_path, load_face_crops
+from fer_data.artefacts import load_face_crops, write_kept_pairs
 from fer_data.datasets import keeper_priority
 from fer_data.dedup import (
     DEDUP_METADATA,
     INDEX_COLUMNS,
-    INDEX_RUN,
     PAIRS_METADATA,
     DedupOptions,
     build_index,
@@ -100,13 +98,10 @@ def face_index(context: AssetExecutionContext, config: DedupConfig,
     options = dedup_settings(config)
     result = build_index(faces, options)
     index = result.index
-    # the kept pairs first, the index (the commit) last, both stamped with the pairs' digest
-    digest = hashlib.sha256(json.dumps(result.kept_pairs.to_pydict()).encode()).hexdigest()
-    token = {INDEX_RUN: digest}
-    storage.write_table(result.kept_pairs, kept_pairs_path(layout), token)
+    stamp = write_kept_pairs(layout, result.kept_pairs)  # first: the index commits the run
     path = storage.write_table(index, layout.table("face_index", ALL),
                                {DEDUP_METADATA: json.dumps(asdict(options)),
-                                PAIRS_METADATA: json.dumps(result.pairs_by_key), **token})
+                                PAIRS_METADATA: json.dumps(result.pairs_by_key), **stamp})
     rejects = dedup_rejects(index)
     storage.write_table(rejects, layout.rejects("face_index", ALL))
     return MaterializeResult(metadata={
