@@ -345,7 +345,8 @@ def test_robust_tier_joins_watermarked_and_local_contrast_copies_only():
     assert robust_correlation(thumbs, others).max() < 0.97
     plain = correlation(thumbs, own)
     assert plain.min() < 0.95  # some copy the plain check alone misses
-    options = DedupOptions(threshold=0, eq_threshold=0, robust_radius=15)
+    # the robust tier alone (the band tier would join some of the others)
+    options = DedupOptions(threshold=0, eq_threshold=0, robust_radius=15, band_floor=1.01)
     result = build_index(rows, options)
     cluster = result.index.column("cluster_id").to_pylist()
     # joined exactly when the plain correlation clears the robust tier's floor
@@ -362,6 +363,51 @@ def test_robust_tier_joins_watermarked_and_local_contrast_copies_only():
     assert len(set(off.index.column("cluster_id").to_pylist())) > len(set(cluster))
 
 
+def inked_copies(images: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Each image under one bold, nearly opaque line of watermark text at a random angle and
+    height: more of the face changes than the robust correlation forgives."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for im in images:
+        mask = np.zeros(im.shape, np.uint8)
+        cv2.putText(mask, "depositphotos", (0, int(rng.integers(12, 32))),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.42, 255, 2, cv2.LINE_AA)
+        turn = cv2.getRotationMatrix2D((24, 24), float(rng.uniform(-30, 30)), 1.0)
+        alpha = 0.6 * cv2.warpAffine(mask, turn, (48, 48)) / 255.0
+        out.append(np.clip(np.round((1 - alpha) * im + alpha * 255), 0, 255).astype(np.uint8))
+    return out
+
+
+def test_band_tier_joins_copies_under_an_opaque_line_of_text_only():
+    from fer_data.dedup import band_correlation, robust_correlation, thumbnails
+
+    originals = smooth_faces(30, seed=5)
+    copies = inked_copies(originals[:10], seed=9)
+    rows = face_rows(originals + copies, ["happy"] * 40)
+    thumbs = thumbnails(rows)
+    own = np.array([[i, 30 + i] for i in range(10)])
+    others = np.array([[i, j] for i in range(30) for j in range(i + 1, 30)])
+    missed = robust_correlation(thumbs, own) < 0.97
+    assert missed.sum() >= 8  # the robust tier misses most of them
+    assert band_correlation(thumbs, own, 10).min() >= 0.95
+    assert band_correlation(thumbs, others, 10).max() < 0.95
+    assert band_correlation(thumbs, own, 2).max() < 0.95  # a band thinner than the text
+    # smooth random faces change more under the text than photographs: wider gates
+    options = DedupOptions(threshold=0, eq_threshold=0, robust_radius=20, band_floor=0.4)
+    result = build_index(rows, options)
+    cluster = result.index.column("cluster_id").to_pylist()
+    assert all(cluster[i] == cluster[30 + i] for i in range(10))
+    assert len(set(cluster[:30])) == 30
+    assert result.pairs_by_key["band"] >= missed.sum()
+    relabelled = build_index(face_rows(originals + copies, ["happy"] * 30 + ["sad"] * 10),
+                             options)
+    assert relabelled.pairs_by_key["band"] == 0
+    off = build_index(rows, replace(options, band_floor=1.01)).index
+    assert len(set(off.column("cluster_id").to_pylist())) == 40
+
+
 def test_real_watermarked_and_clahe_copies_join_their_origin_and_nothing_else(shared):
     """FER2013 faces and watermarked / CLAHE copies of some: the copies join their origin;
     what the robust tier joins among the originals themselves (FER2013 has watermarked repeats
@@ -373,17 +419,18 @@ def test_real_watermarked_and_clahe_copies_join_their_origin_and_nothing_else(sh
     rng = np.random.default_rng(7)
     picked = [files[i] for i in rng.choice(len(files), 400, replace=False)]
     originals = [np.asarray(Image.open(f).convert("L")) for f in picked]
-    copies = overlaid_copies(originals[:150], seed=8)
-    rows = face_rows(originals + copies, ["happy"] * 550)
+    copies = overlaid_copies(originals[:150], seed=8) + inked_copies(originals[150:200], seed=9)
+    rows = face_rows(originals + copies, ["happy"] * 600)
     options = DedupOptions(threshold=0, eq_threshold=0)  # tier 2 only: what it joins
     cluster = build_index(rows, options).index.column("cluster_id").to_pylist()
-    found = [cluster[i] == cluster[400 + i] for i in range(150)]
-    assert all(found), [picked[i] for i in range(150) if not found[i]]
+    found = [cluster[i] == cluster[400 + i] for i in range(200)]
+    assert all(found), [picked[i] for i in range(200) if not found[i]]
     # some of them only the robust tier joins
-    plain = build_index(rows, replace(options, robust_correlation=1.01)).index
+    plain = build_index(rows, replace(options, robust_correlation=1.01, band_floor=1.01)).index
     plain = plain.column("cluster_id").to_pylist()
-    assert sum(plain[i] == plain[400 + i] for i in range(150)) < 150
-    for a, b in duplicate_pairs(rows.slice(0, 400), options)["robust"].tolist():
+    assert sum(plain[i] == plain[400 + i] for i in range(200)) < 200
+    found = duplicate_pairs(rows.slice(0, 400), options)
+    for a, b in np.concatenate([found["robust"], found["band"]]).tolist():
         distance = imagehash.phash(Image.open(picked[a])) - imagehash.phash(Image.open(picked[b]))
         assert distance <= 10, (picked[a], picked[b], distance)  # unrelated faces: ~32
 

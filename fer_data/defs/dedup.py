@@ -70,6 +70,14 @@ class DedupConfig(Config):
     robust_quarter_radius: int = Field(
         DedupOptions.robust_quarter_radius, description="Second tier, robust: the quarter-hash "
         "radius of that gate (a watermark band leaves one quarter of the face alone).")
+    band_width: int = Field(
+        DedupOptions.band_width, description="Second tier, band: a candidate (same gates as "
+        "robust) correlating at band_floor or more is confirmed when it correlates at "
+        "min_correlation outside the straight band this many thumbnail pixels wide (of 32) "
+        "where the two differ most: a line of watermark text.")
+    band_floor: float = Field(
+        DedupOptions.band_floor, description="Second tier, band: the plain thumbnail "
+        "correlation a candidate needs before the band check (above 1 turns it off).")
     min_std: float = Field(
         DedupOptions.min_std, description="Faces with a pixel standard deviation below this "
         "are near-uniform: rejected as low_information.")
@@ -85,7 +93,7 @@ def dedup_settings(config: DedupConfig) -> DedupOptions:
     group_name="dedup",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="7",
+    code_version="8",
     automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,
