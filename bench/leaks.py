@@ -11,9 +11,9 @@ ingest -> faces -> face_index -> splits -> curated_dataset through Dagster, then
   (as stored or histogram-equalized; fer_data.audit), for the pipeline's index and, side by side,
   for a baseline index that only has the stored-pixel pHash (as the crop hash was before);
 - pairs each key found and a false-positive estimate: the correlation of the full 48x48 equalized
-  images of every pair only the equalized hash, the verified or the robust tier found; the least
-  similar of them are drawn to bench/out/dedup_pairs.png for a look, and a random sample of the
-  robust tier's own pairs to bench/out/robust_pairs.png.
+  images of every pair only the equalized hash or a tier-2 key (verified, robust, band) found;
+  the least similar of them are drawn to bench/out/dedup_pairs.png for a look, and a random
+  sample of the robust tier's own pairs to bench/out/robust_pairs.png.
 """
 
 from __future__ import annotations
@@ -177,8 +177,8 @@ def index_twins(faces: pa.Table, options: DedupOptions, raw: Path) -> tuple[int,
 
 
 def false_positive_estimate(faces: pa.Table, out: Path) -> list[str]:
-    """Correlation of the full equalized faces for pairs that only the equalized hash or the
-    verified tier found (the stored hashes and the digest did not)."""
+    """Correlation of the full equalized faces for pairs that only the equalized hash or a tier-2
+    key found (the stored hashes and the digest did not)."""
     import cv2
 
     found = duplicate_pairs(faces, DedupOptions())
@@ -187,7 +187,7 @@ def false_positive_estimate(faces: pa.Table, out: Path) -> list[str]:
     images = [cv2.equalizeHist(decode_png(b)) for b in faces.column("face").to_pylist()]
     z = np.stack([(im - im.mean()) / (im.std() + 1e-6) for im in images]).reshape(len(images), -1)
     worst = []
-    for key in ("source_phash_eq", "verified", "robust"):
+    for key in ("source_phash_eq", "verified", "robust", "band"):
         extra = np.array([p for p in found[key].tolist() if tuple(p) not in plain], np.int64)
         if not len(extra):
             lines.append(f"{key}: no pair beyond the stored hashes")
@@ -254,8 +254,10 @@ def main() -> None:
                                   "missed_copies.png"):
             print(line)
         base = baseline_twins(faces, raw)
-        before = index_twins(faces, DedupOptions(robust_correlation=1.01,
+        before = index_twins(faces, DedupOptions(robust_correlation=1.01, band_floor=1.01,
                                                  dataset_priority=keeper_priority()), raw)
+        robust_only = index_twins(faces, DedupOptions(band_floor=1.01,
+                                                      dataset_priority=keeper_priority()), raw)
         print("training rows with a val/test twin (imagehash of the original files, stored or "
               "equalized):")
         print("| index | within 2 bits | within 4 bits | within 4, mirrors too |")
@@ -263,7 +265,8 @@ def main() -> None:
         for name, t in (("stored-pixel pHash only (baseline)", base),
                         ("digest, crop + stored + equalized pHash, verified tier (before)",
                          before),
-                        ("face_index: the same + the robust tier", ours)):
+                        ("the same + the robust tier", robust_only),
+                        ("face_index: the same + the robust and band tiers", ours)):
             print(f"| {name} | " + " | ".join(f"{v:,}" for v in t) + " |")
         for line in false_positive_estimate(faces, REPO / "bench" / "out" / "dedup_pairs.png"):
             print(line)
