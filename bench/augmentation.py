@@ -14,6 +14,8 @@ epoch on the real validation split and is scored on the real test split:
     oversampled       real faces, disgust drawn as often as fear has rows (+ flips/affine)
     stargan           real faces + the StarGAN top-up of disgust to the fear count
     stargan_weighted  the top-up + inverse-frequency loss weights
+    stargan_oversampled  the top-up + oversampling: disgust drawn as often as fear has rows,
+                      half of the draws real faces, half synthetic
     audited           real faces without the training rows the label audit flagged
                       (needs label_issues materialized before curated_dataset)
 

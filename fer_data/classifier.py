@@ -189,6 +189,9 @@ class FitOptions:
     # halfway (disgust 3.1x, happy 0.75x); 1 measured far slower to learn in 10 epochs
     class_weight_power: float = 0.5
     oversample: dict[str, float] = field(default_factory=dict)  # class -> sampling factor
+    # ... of the synthetic rows instead, where given (real and generated faces of one class
+    # drawn at different rates; `oversample` then applies to the real rows alone)
+    oversample_synthetic: dict[str, float] = field(default_factory=dict)
     jitter: bool = True  # random flip + small affine per batch
     mix: Literal["none", "cutmix"] = "none"
     max_minutes: float = 0.0  # stop early once training took this long (0: no limit)
@@ -248,17 +251,26 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, num_classes: int, rng: torch.Genera
     return x, onehot * (1 - area) + onehot[perm] * area
 
 
-def sampling_weights(data: FaceTensors, oversample: dict[str, float]) -> torch.Tensor | None:
-    """Per-row draw weights that make each named class `factor` times as frequent."""
-    if not oversample:
+def sampling_weights(data: FaceTensors, oversample: dict[str, float],
+                     oversample_synthetic: dict[str, float] | None = None) -> torch.Tensor | None:
+    """Per-row draw weights that make each named class `factor` times as frequent; synthetic
+    rows take their class's factor from `oversample_synthetic` instead where that is given."""
+    if not oversample and not oversample_synthetic:
         return None
-    unknown = set(oversample) - set(data.classes)
-    if unknown:
-        raise ValueError(f"oversample: {sorted(unknown)} not in classes {list(data.classes)}")
-    factor = torch.ones(len(data.classes))
-    for name, value in oversample.items():
-        factor[data.classes.index(name)] = value
-    return factor[data.labels]
+
+    def factors(spec: dict[str, float]) -> torch.Tensor:
+        unknown = set(spec) - set(data.classes)
+        if unknown:
+            raise ValueError(f"oversample: {sorted(unknown)} not in classes {list(data.classes)}")
+        factor = torch.ones(len(data.classes))
+        for name, value in spec.items():
+            factor[data.classes.index(name)] = value
+        return factor[data.labels]
+
+    weights = factors(oversample)
+    if oversample_synthetic and data.synthetic is not None:
+        weights = torch.where(data.synthetic, factors(oversample_synthetic), weights)
+    return weights
 
 
 def batch_size(data: FaceTensors, options: FitOptions) -> int:
@@ -269,7 +281,7 @@ def batch_size(data: FaceTensors, options: FitOptions) -> int:
 
 def batches(data: FaceTensors, options: FitOptions, rng: torch.Generator):
     """One epoch of row-index batches: a shuffle, or weighted draws with replacement."""
-    weights = sampling_weights(data, options.oversample)
+    weights = sampling_weights(data, options.oversample, options.oversample_synthetic)
     n, size = len(data), batch_size(data, options)
     order = torch.randperm(n, generator=rng) if weights is None else \
         torch.multinomial(weights, n, replacement=True, generator=rng)

@@ -67,6 +67,7 @@ class RunConfig:
     class_weighted: bool = False
     class_weight_power: float = FitOptions.class_weight_power  # the judge's weighting
     oversample: dict[str, float] = field(default_factory=dict)  # class -> draw factor
+    oversample_synthetic: dict[str, float] = field(default_factory=dict)  # ... of synthetic rows
     mix: Literal["", "none", "cutmix"] = ""
     max_minutes: float = 0.0
     max_steps: int = 0
@@ -83,6 +84,7 @@ class RunConfig:
             weight_decay=defaults["weight_decay"] if self.weight_decay < 0 else self.weight_decay,
             label_smoothing=self.label_smoothing, class_weighted=self.class_weighted,
             class_weight_power=self.class_weight_power, oversample=dict(self.oversample),
+            oversample_synthetic=dict(self.oversample_synthetic),
             mix=self.mix or defaults["mix"],
             max_minutes=self.max_minutes, max_steps=self.max_steps, seed=self.seed,
             device=resolve_device(self.device))
@@ -159,9 +161,10 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         flag = "--" + f.name.replace("_", "-")
         if f.name in ("data", "out"):
             parser.add_argument(flag, required=True)
-        elif f.name == "oversample":
+        elif f.name in ("oversample", "oversample_synthetic"):
             parser.add_argument(flag, type=parse_oversample, default={},
-                                help="classes drawn more often, e.g. disgust=4")
+                                help="classes drawn more often, e.g. disgust=4"
+                                + (" (their synthetic rows)" if "synthetic" in f.name else ""))
         else:
             default = getattr(RunConfig("", ""), f.name)
             if isinstance(default, bool):
@@ -192,6 +195,8 @@ VARIANTS: dict[str, dict] = {
     "oversampled": {"synthetic": "exclude", "oversample": "to_top_up"},
     "stargan": {"synthetic": "include"},
     "stargan_weighted": {"synthetic": "include", "class_weighted": True},
+    # the top-up, with the real target faces drawn as often as the synthetic ones together
+    "stargan_oversampled": {"synthetic": "include", "oversample": "half_real"},
     # the training rows the label audit flagged left out (label_issues)
     "audited": {"synthetic": "exclude", "flagged": "exclude"},
 }
@@ -206,13 +211,29 @@ def variant_config(data: str, out: str, variant: str, model: str, seed: int, tar
                    top_up_to: str, **overrides) -> RunConfig:
     """The run of one variant: `oversampled` draws the target class as often as the top-up
     goal (top_up_to's count, as the StarGAN top-up aims at), with the usual flip + affine
-    jitter."""
+    jitter; `stargan_oversampled` draws it as often too, half of the draws real faces and half
+    synthetic ones (all real draws where no synthetic row was published)."""
     spec = dict(VARIANTS[variant])
-    if spec.get("oversample") == "to_top_up":
-        counts = load_split(data, "train", synthetic=False)
-        n = dict(zip(counts.classes, counts.counts().tolist(), strict=True))
-        spec["oversample"] = {target: target_count(n, target, top_up_to) / max(n[target], 1)}
+    how = spec.pop("oversample", None)
+    if how:
+        real, synthetic = training_counts(data)
+        goal = target_count(real, target, top_up_to)
+        made = synthetic.get(target, 0) if how == "half_real" else 0
+        share = goal / 2 if made else goal
+        spec["oversample"] = {target: share / max(real[target], 1)}
+        if made:
+            spec["oversample_synthetic"] = {target: share / made}
     return RunConfig(data=data, out=out, model=model, seed=seed, **spec, **overrides)
+
+
+def training_counts(data: str | Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per class of a published training split: the real ones, the synthetic ones."""
+    table = pq.read_table(Path(data) / "train.parquet", columns=["label", "is_synthetic"])
+    classes = json.loads(table.schema.metadata[b"fer_data"])["classes"]
+    labels = np.asarray(table.column("label").to_pylist())
+    synthetic = np.asarray(table.column("is_synthetic").to_pylist(), bool)
+    return tuple({c: int(((labels == i) & (synthetic == flag)).sum())
+                  for i, c in enumerate(classes)} for flag in (False, True))
 
 
 def run_record(variant: str, scores: dict, target: str) -> dict:

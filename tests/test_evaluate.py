@@ -54,6 +54,14 @@ def test_oversampling_draws_the_named_class_more_often():
     assert 0.35 < share < 0.65  # 10 rows x 9 against 90 rows: about half the draws
     with pytest.raises(ValueError, match="not in classes"):
         list(batches(data, FitOptions(oversample={"c": 2.0}), torch.Generator()))
+    # class b's 5 real rows drawn 9x, its 5 synthetic ones not at all: every b draw is real
+    synthetic = torch.zeros(100, dtype=torch.bool)
+    synthetic[95:] = True
+    data = FaceTensors(data.images, labels, ("a", "b"), synthetic)
+    options = FitOptions(batch_size=10, oversample={"b": 9.0}, oversample_synthetic={"b": 0.0})
+    drawn = torch.cat(list(batches(data, options, torch.Generator().manual_seed(0))))
+    b = drawn[labels[drawn] == 1]
+    assert len(b) > 20 and not synthetic[b].any()
 
 
 def test_training_is_deterministic_given_the_seed_and_leaves_global_rng_alone():
@@ -152,6 +160,12 @@ def test_augmentation_experiment_runs_every_variant_once_and_resumes(demo_pipeli
     config = json.loads((tmp_path / "runs" / "cnn_oversampled_seed0" / "config.json")
                         .read_text())
     assert config["oversample"] == {"disgust": counts["fear"] / counts["disgust"]}
+    # the top-up + oversampling: fear's count of disgust draws, half real and half synthetic
+    config = json.loads((tmp_path / "runs" / "cnn_stargan_oversampled_seed0" / "config.json")
+                        .read_text())
+    made = by["stargan_oversampled"]["synthetic_rows"]
+    assert config["oversample"] == {"disgust": counts["fear"] / 2 / counts["disgust"]}
+    assert config["oversample_synthetic"] == {"disgust": counts["fear"] / 2 / made}
     assert json.loads((tmp_path / "runs" / "cnn_class_weighted_seed0" / "config.json")
                       .read_text())["class_weighted"]
     trained = []
