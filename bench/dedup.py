@@ -53,7 +53,6 @@ def main() -> None:
         "label": [f.parent.name for f in files],
         "subject_id": pa.array([None] * len(files), pa.string()),
         "official_split": [f.parent.parent.name for f in files],
-        "pixel_std": pa.array([float(p.std()) for p in pixels], pa.float32()),
         **{k: pa.array(v, pa.binary() if k == "source_thumb" else None) for k, v in keys.items()},
     })
     start = time.perf_counter()

@@ -97,10 +97,15 @@ def by_source(index: pd.DataFrame, column: str) -> dict[tuple[str, str], object]
 
 def planted_found(index: pd.DataFrame, planted: pd.DataFrame,
                   by_kind: bool = True) -> pd.Series:
-    """Whether each planted copy is in its origin's cluster; by_kind: counted per processing."""
+    """Whether each planted copy is in its origin's cluster, or a low_information reject as
+    its origin is (an overlay on a blank picture: neither is published); by_kind: counted per
+    processing."""
     cluster = by_source(index, "cluster_id")
-    found = [cluster[("face_expression", c)] == cluster[(d, p)] for c, d, p in zip(
-        planted["copy"], planted["origin_dataset"], planted["origin_path"], strict=True)]
+    blank = by_source(index.assign(blank=index["drop_reason"] == "low_information"), "blank")
+    found = [cluster[("face_expression", c)] == cluster[(d, p)]
+             or blank[("face_expression", c)] and blank[(d, p)]
+             for c, d, p in zip(planted["copy"], planted["origin_dataset"],
+                                planted["origin_path"], strict=True)]
     if not by_kind:
         return pd.Series(found)
     kind = planted["processing"].str.split(",").str[0].str.split(" ").str[0]
@@ -245,6 +250,12 @@ def main() -> None:
               f"{list(HASH_KINDS)} ({meta.metadata[b'fer_data.dedup'].decode()})")
         print("planted copies found, by processing:")
         print(planted_found(index, planted).to_string())
+        reason = by_source(index, "drop_reason")
+        both = sum(reason[("face_expression", c)] == reason[(d, o)] == "low_information"
+                   for c, d, o in zip(planted["copy"], planted["origin_dataset"],
+                                      planted["origin_path"], strict=True))
+        print(f"  of them rejected as low_information with their origin (neither published): "
+              f"{both}")
         rows = published_rows(work / "curated" / "fer7", raw)
         print(f"published fer7: {len(rows):,} real rows "
               f"{rows['split'].value_counts().to_dict()}")

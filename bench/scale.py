@@ -105,7 +105,6 @@ def face_rows(faces: list[np.ndarray], meta: list[dict]) -> pa.Table:
         "bbox": [[0.0, 0.0, float(side), float(side)]] * n,
         "detector": ["none"] * n,
         "n_faces": [1] * n,
-        "pixel_std": [float(f.std()) for f in faces],
         **keys,
     }
     return pa.Table.from_pydict({k: columns.get(k, pa.nulls(n, schema.FACE.field(k).type))

@@ -68,6 +68,7 @@ THUMB_SIDE = 32
 ROBUST_KEEP = 0.8  # the share of best-agreeing thumbnail pixels the robust correlation uses
 BAND_ANGLES = range(-30, 31, 6)  # degrees from horizontal of the bands the band tier tries
 BAND_STEP = 2  # thumbnail pixels between two parallel bands
+INFO_BAND = 10  # the width of the band pixel_std leaves out (a line of text at 48 px)
 # tier-2 candidates: a neighbour's projected score may fall this far below the lower floor
 # (min_correlation or robust_floor); on 36,868 real faces (robust tier without its hash gate)
 # the 8 nearest at 0.15 below left 11 faces outside the clusters that verifying all 680M pairs
@@ -107,8 +108,28 @@ def _mirror(images: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def crop_keys(crops: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-    """pHash of each face crop and of its mirror image."""
-    return {"phash": phash_batch(crops), "phash_mirror": phash_batch(_mirror(crops))}
+    """pHash of each face crop and of its mirror image, and its `pixel_std`."""
+    return {"phash": phash_batch(crops), "phash_mirror": phash_batch(_mirror(crops)),
+            "pixel_std": pixel_std(crops)}
+
+
+def pixel_std(crops: Sequence[np.ndarray], block: int = 4096) -> np.ndarray:
+    """The pixel standard deviation of each gray face crop outside its most varied straight
+    band (`_bands(INFO_BAND)` on a 32x32 resize), the low-information measure: near 0 for a
+    near-uniform picture and for a line of text or a mark on a blank one, which FER2013 and
+    watermarked copies of its blank pictures hold (its "...moved or deleted this image"
+    placeholders: 0.1-1.5; every real face of FER2013 + CK+48: 26 or more)."""
+    bands = _bands(INFO_BAND).T.astype(np.float64)
+    count = THUMB_SIDE * THUMB_SIDE - bands.sum(axis=0)
+    out = np.zeros(len(crops), np.float32)
+    for start in range(0, len(crops), block):
+        t = np.stack([cv2.resize(c, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA)
+                      for c in crops[start:start + block]]).reshape(-1, THUMB_SIDE ** 2)
+        t = t.astype(np.float64)
+        mean = (t.sum(1, keepdims=True) - t @ bands) / count
+        var = ((t * t).sum(1, keepdims=True) - (t * t) @ bands) / count - mean * mean
+        out[start:start + block] = np.sqrt(np.maximum(var.min(axis=1), 0.0))
+    return out
 
 
 def source_keys(sources: Sequence[np.ndarray]) -> dict[str, list | np.ndarray]:
@@ -157,7 +178,8 @@ class DedupOptions:
     band_width: int = 10
     band_floor: float = 0.75
     conflict_policy: Literal["drop_all", "keep_majority"] = "keep_majority"
-    min_std: float = 4.0  # below this pixel standard deviation an image is near-uniform
+    min_std: float = 4.0  # below this pixel_std (outside the most varied band) an image is
+    # near-uniform or a line of text on a blank picture: low_information
     # which dataset's copy a cluster keeps, first preferred (the registry's keeper ranks:
     # fer_data.datasets.keeper_priority); unlisted datasets come last
     dataset_priority: tuple[str, ...] = ()
@@ -493,7 +515,8 @@ def _choose(cluster, labels, datasets, splits, subjects, ids, stds,
         usable = []
         for i in group:
             if stds[i] < options.min_std:
-                out.reason[i], out.detail[i] = "low_information", f"pixel std {stds[i]:.2f}"
+                out.reason[i], out.detail[i] = (
+                    "low_information", f"pixel std {stds[i]:.2f} outside its most varied band")
             else:
                 usable.append(i)
         if not usable:

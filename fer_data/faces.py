@@ -223,7 +223,6 @@ def _face_row(record: dict, crop: Crop, flag: bool | None, keys: dict,
         det_score=None if math.isnan(crop.score) else crop.score,
         n_faces=crop.n_faces,
         face_found=flag,
-        pixel_std=float(crop.face.std()),
-        **{name: int(v) if isinstance(v, np.integer) else v for name, v in keys.items()},
+        **{name: v.item() if isinstance(v, np.generic) else v for name, v in keys.items()},
     )
     return row

@@ -76,7 +76,9 @@ FACE = pa.schema(
         pa.field("det_score", pa.float32()),
         pa.field("n_faces", pa.int32()),
         pa.field("face_found", pa.bool_()),  # for already-cropped faces: a quality flag
-        pa.field("pixel_std", pa.float32(), nullable=False),  # of the crop: near-uniform faces
+        # of the crop, outside its most varied straight band (dedup.pixel_std): near-uniform
+        # faces, and a line of text on a blank picture, are low_information
+        pa.field("pixel_std", pa.float32(), nullable=False),
         # de-duplication keys (fer_data.dedup): pHashes of the crop, of the source as stored
         # and of the histogram-equalized source, each also of the mirror image; a digest of the
         # decoded source pixels; a 32x32 equalized thumbnail that verifies wider matches

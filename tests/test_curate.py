@@ -143,7 +143,6 @@ def face_rows(images, labels, datasets=None, subjects=None, splits=None, sources
         "subject_id": subjects or [None] * n,
         "official_split": splits or [None] * n,
         "face": [encode_png(im) for im in images],
-        "pixel_std": pa.array([float(im.std()) for im in images], pa.float32()),
         **{k: pa.array(v, pa.binary() if k == "source_thumb" else None) for k, v in keys.items()},
     })
 
@@ -600,3 +599,48 @@ def test_publish_replaces_atomically_and_crash_leaves_the_old_dataset(tmp_path, 
     with pytest.raises(FileNotFoundError, match="_SUCCESS"):
         (tmp_path / "fer7" / "_SUCCESS").unlink()
         CuratedFaces(tmp_path / "fer7", "train")
+
+
+def text_on_blank(n: int, seed: int) -> list[np.ndarray]:
+    """A line of text (any angle up to 30 degrees, any height) on a uniform dark or light
+    picture, JPEG-encoded: FER2013's placeholders, or a watermark over one of its blank
+    pictures."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        ground = int(rng.choice([rng.integers(0, 60), rng.integers(196, 256)]))
+        im = np.full((48, 48), ground, np.uint8)
+        cv2.putText(im, str(rng.choice(["depositphotos", "moved or", "123RF"])),
+                    (0, int(rng.integers(14, 34))), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    255 - ground, 1, cv2.LINE_AA)
+        im = cv2.warpAffine(im, cv2.getRotationMatrix2D((24, 24), float(rng.uniform(-30, 30)),
+                                                        1.0), (48, 48),
+                            borderMode=cv2.BORDER_REPLICATE)
+        ok, jpeg = cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 95))])
+        out.append(cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE))
+    return out
+
+
+def test_a_line_of_text_on_a_blank_picture_is_low_information_and_a_face_under_it_is_not(
+        shared):
+    from PIL import Image
+
+    from fer_data.dedup import pixel_std
+
+    blank = text_on_blank(40, seed=3)
+    files = sorted((shared / "fer2013_images").rglob("*.jpg"))
+    rng = np.random.default_rng(21)
+    faces = [np.asarray(Image.open(files[i]).convert("L"))
+             for i in rng.choice(len(files), 200, replace=False)]
+    faces = [f for f in faces if f.std() >= 4]  # FER2013's blank pictures are not faces
+    inked = inked_copies(faces, seed=4)
+    assert min(float(b.std()) for b in blank) > 8  # the whole picture is far from uniform
+    assert pixel_std(blank).max() < DedupOptions().min_std
+    assert pixel_std(faces).min() > 4 * DedupOptions().min_std
+    assert pixel_std(inked).min() > 4 * DedupOptions().min_std
+    rows = build_index(face_rows(blank + inked[:10], ["happy"] * 50),
+                       DedupOptions()).index.to_pylist()
+    assert [r["drop_reason"] for r in rows[:40]] == ["low_information"] * 40
+    assert all(r["drop_reason"] != "low_information" for r in rows[40:])

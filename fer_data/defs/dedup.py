@@ -80,7 +80,8 @@ class DedupConfig(Config):
         "correlation a candidate needs before the band check (above 1 turns it off).")
     min_std: float = Field(
         DedupOptions.min_std, description="Faces with a pixel standard deviation below this "
-        "are near-uniform: rejected as low_information.")
+        "outside their most varied band are near-uniform, or a line of text on a blank "
+        "picture: rejected as low_information.")
 
 
 def dedup_settings(config: DedupConfig) -> DedupOptions:
@@ -93,7 +94,7 @@ def dedup_settings(config: DedupConfig) -> DedupOptions:
     group_name="dedup",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="8",
+    code_version="9",
     automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,

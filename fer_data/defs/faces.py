@@ -53,7 +53,7 @@ class FaceConfig(Config):
     group_name="faces",
     kinds={"pytorch", "opencv", "parquet"},
     owners=["team:fer-data"],
-    code_version="3",
+    code_version="4",
     automation_condition=AutomationCondition.eager(),
     check_specs=[AssetCheckSpec("detection_rate", asset="face_crops", blocking=True,
                                 description="share of images with a face, at or above the "
