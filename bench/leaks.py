@@ -95,17 +95,29 @@ def by_source(index: pd.DataFrame, column: str) -> dict[tuple[str, str], object]
                     strict=True))
 
 
+def copies_and_origins(planted: pd.DataFrame) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """(copy, origin) of each planted copy, each as (dataset, source_path)."""
+    return [(("face_expression", c), (d, p)) for c, d, p in zip(
+        planted["copy"], planted["origin_dataset"], planted["origin_path"], strict=True)]
+
+
+def rejected_with_origin(index: pd.DataFrame, planted: pd.DataFrame) -> list[bool]:
+    """Whether each planted copy is a low_information reject, as its origin is."""
+    reason = by_source(index, "drop_reason")
+    return [reason[copy] == reason[origin] == "low_information"
+            for copy, origin in copies_and_origins(planted)]
+
+
 def planted_found(index: pd.DataFrame, planted: pd.DataFrame,
                   by_kind: bool = True) -> pd.Series:
     """Whether each planted copy is in its origin's cluster, or a low_information reject as
     its origin is (an overlay on a blank picture: neither is published); by_kind: counted per
     processing."""
     cluster = by_source(index, "cluster_id")
-    blank = by_source(index.assign(blank=index["drop_reason"] == "low_information"), "blank")
-    found = [cluster[("face_expression", c)] == cluster[(d, p)]
-             or blank[("face_expression", c)] and blank[(d, p)]
-             for c, d, p in zip(planted["copy"], planted["origin_dataset"],
-                                planted["origin_path"], strict=True)]
+    found = [cluster[copy] == cluster[origin] or rejected
+             for (copy, origin), rejected in zip(copies_and_origins(planted),
+                                                 rejected_with_origin(index, planted),
+                                                 strict=True)]
     if not by_kind:
         return pd.Series(found)
     kind = planted["processing"].str.split(",").str[0].str.split(" ").str[0]
@@ -121,9 +133,8 @@ def missed_copies(faces: pa.Table, index: pd.DataFrame, planted: pd.DataFrame,
     missed = planted[~found.to_numpy()]
     row = {key: i for i, key in enumerate(zip(faces["dataset"].to_pylist(),
                                               faces["source_path"].to_pylist(), strict=True))}
-    pairs = np.array([[row[(d, p)], row[("face_expression", c)]] for c, d, p in zip(
-        missed["copy"], missed["origin_dataset"], missed["origin_path"], strict=True)],
-        dtype=np.int64).reshape(-1, 2)
+    pairs = np.array([[row[origin], row[copy]] for copy, origin in copies_and_origins(missed)],
+                     dtype=np.int64).reshape(-1, 2)
     if not len(pairs):
         return ["missed planted copies: none"]
     thumbs = thumbnails(faces)
@@ -250,12 +261,8 @@ def main() -> None:
               f"{list(HASH_KINDS)} ({meta.metadata[b'fer_data.dedup'].decode()})")
         print("planted copies found, by processing:")
         print(planted_found(index, planted).to_string())
-        reason = by_source(index, "drop_reason")
-        both = sum(reason[("face_expression", c)] == reason[(d, o)] == "low_information"
-                   for c, d, o in zip(planted["copy"], planted["origin_dataset"],
-                                      planted["origin_path"], strict=True))
-        print(f"  of them rejected as low_information with their origin (neither published): "
-              f"{both}")
+        print("  of them rejected as low_information with their origin (neither published): "
+              f"{sum(rejected_with_origin(index, planted))}")
         rows = published_rows(work / "curated" / "fer7", raw)
         print(f"published fer7: {len(rows):,} real rows "
               f"{rows['split'].value_counts().to_dict()}")

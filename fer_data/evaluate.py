@@ -230,8 +230,8 @@ def training_counts(data: str | Path) -> tuple[dict[str, int], dict[str, int]]:
     """Rows per class of a published training split: the real ones, the synthetic ones."""
     table = pq.read_table(Path(data) / "train.parquet", columns=["label", "is_synthetic"])
     classes = json.loads(table.schema.metadata[b"fer_data"])["classes"]
-    labels = np.asarray(table.column("label").to_pylist())
-    synthetic = np.asarray(table.column("is_synthetic").to_pylist(), bool)
+    labels = table.column("label").to_numpy()
+    synthetic = table.column("is_synthetic").to_numpy(zero_copy_only=False)
     return tuple({c: int(((labels == i) & (synthetic == flag)).sum())
                   for i, c in enumerate(classes)} for flag in (False, True))
 
