@@ -434,6 +434,102 @@ def test_real_watermarked_and_clahe_copies_join_their_origin_and_nothing_else(sh
         assert distance <= 10, (picked[a], picked[b], distance)  # unrelated faces: ~32
 
 
+def recropped_copies(images: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Each image shifted by 1-2 px (edges replicated) or re-cropped by 1-2 px per side and
+    resized back, or both: a re-export that framed the face again."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for im in images:
+        side = im.shape[0]
+        kind = rng.integers(0, 3)
+        if kind != 1:
+            dx, dy = rng.choice([-2, -1, 1, 2], 2)
+            im = cv2.warpAffine(im, np.float32([[1, 0, dx], [0, 1, dy]]), (side, side),
+                                borderMode=cv2.BORDER_REPLICATE)
+        if kind != 0:
+            left, top, right, bottom = rng.integers(1, 3, 4)
+            im = cv2.resize(im[top:side - bottom, left:side - right], (side, side),
+                            interpolation=cv2.INTER_LINEAR)
+        out.append(im)
+    return out
+
+
+def test_registration_aligns_a_shift_and_scale_within_its_bounds_only():
+    """A sub-pixel shift and a re-scale correlate near 1 once aligned, a different image does
+    not, and a shift beyond max_shift stays unaligned."""
+    import cv2
+
+    from fer_data.registration import registered_correlation
+
+    faces = smooth_faces(12, seed=3)
+    def warped(im, dx, dy, scale):
+        matrix = cv2.getRotationMatrix2D((23.5, 23.5), 0, scale)
+        matrix[:, 2] += (dx, dy)
+        return cv2.warpAffine(im, matrix, (48, 48), flags=cv2.INTER_CUBIC,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def flat(images):
+        return np.stack([cv2.resize(im, (32, 32), interpolation=cv2.INTER_AREA)
+                         for im in images]).reshape(len(images), -1).astype(np.float32)
+
+    moved = [warped(im, 2.6 * np.cos(k), 2.6 * np.sin(k), 1 + 0.06 * (-1) ** k)
+             for k, im in enumerate(faces)]
+    far = [warped(im, 7, -7, 1.0) for im in faces]
+    a = flat(faces)
+    plain = np.array([np.corrcoef(x, y)[0, 1] for x, y in zip(a, flat(moved), strict=True)])
+    aligned = registered_correlation(a, flat(moved), max_shift=3, max_scale=0.12, border=3)
+    assert plain.max() < 0.9 and aligned.min() > 0.98
+    others = registered_correlation(a, np.roll(flat(moved), 1, axis=0), 3, 0.12, 3)
+    assert others.max() < 0.9
+    assert registered_correlation(a, flat(far), 3, 0.12, 3).max() < 0.9
+
+
+def test_registered_tier_joins_shifted_and_recropped_copies_only():
+    from fer_data.dedup import correlation, thumbnails
+
+    originals = smooth_faces(30, seed=5)
+    copies = recropped_copies(originals[:10], seed=4)
+    rows = face_rows(originals + copies, ["happy"] * 40)
+    own = np.array([[i, 30 + i] for i in range(10)])
+    assert (correlation(thumbnails(rows), own) < 0.95).sum() >= 8  # the plain check misses
+    options = DedupOptions(threshold=0, eq_threshold=0)
+    result = build_index(rows, options)
+    cluster = result.index.column("cluster_id").to_pylist()
+    assert all(cluster[i] == cluster[30 + i] for i in range(10))
+    assert len(set(cluster[:30])) == 30  # no two originals joined
+    assert result.pairs_by_key["registered"] >= 1
+    off = build_index(rows, replace(options, registered_correlation=1.01)).index
+    off = off.column("cluster_id").to_pylist()
+    assert sum(off[i] == off[30 + i] for i in range(10)) < 10  # some only it joins
+
+
+def test_real_shifted_and_recropped_copies_join_their_origin_and_nothing_else(shared):
+    """FER2013 faces under their own labels and shifted / re-cropped copies of some: every
+    copy joins its origin, and the registered tier joins no two of the 400 originals (distinct
+    photographs, each looked at)."""
+    import cv2
+    from PIL import Image
+
+    files = sorted((shared / "fer2013_images").rglob("*.jpg"))
+    rng = np.random.default_rng(17)
+    picked = [files[i] for i in rng.choice(len(files), 400, replace=False)]
+    originals = [np.asarray(Image.open(f).convert("L")) for f in picked]
+    labels = [f.parent.name for f in picked]
+    copies = recropped_copies(originals[:150], seed=18)
+    rows = face_rows(originals + copies, labels + labels[:150])
+    options = DedupOptions(threshold=0, eq_threshold=0)  # tier 2 only: what it joins
+    cluster = build_index(rows, options).index.column("cluster_id").to_pylist()
+    found = [cluster[i] == cluster[400 + i] for i in range(150)]
+    assert all(found), [picked[i] for i in range(150) if not found[i]]
+    off = build_index(rows, replace(options, registered_correlation=1.01)).index
+    off = off.column("cluster_id").to_pylist()
+    assert sum(off[i] == off[400 + i] for i in range(150)) < 120  # most need registering
+    joined = duplicate_pairs(rows.slice(0, 400), options)["registered"]
+    assert len(joined) == 0, [(picked[a], picked[b]) for a, b in joined.tolist()]
+
+
 def test_quarter_hashes_see_each_quarter_alone_and_know_the_mirror_image():
     from fer_data.phash import hamming, quarter_hashes
 

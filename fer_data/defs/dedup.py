@@ -78,6 +78,20 @@ class DedupConfig(Config):
     band_floor: float = Field(
         DedupOptions.band_floor, description="Second tier, band: the plain thumbnail "
         "correlation a candidate needs before the band check (above 1 turns it off).")
+    registered_floor: float = Field(
+        DedupOptions.registered_floor, description="Second tier, registered: the plain "
+        "thumbnail correlation a same-label candidate the other checks left apart needs "
+        "before it is aligned by a small shift and scale.")
+    registered_correlation: float = Field(
+        DedupOptions.registered_correlation, description="Second tier, registered: the "
+        "correlation after that alignment that confirms it (a copy shifted or re-cropped by "
+        "a pixel or two; above 1 turns it off).")
+    registered_shift: float = Field(
+        DedupOptions.registered_shift, description="Second tier, registered: the largest "
+        "shift the alignment may use, in thumbnail pixels (of 32).")
+    registered_scale: float = Field(
+        DedupOptions.registered_scale, description="Second tier, registered: the largest "
+        "scale change per axis the alignment may use (0.12: 1 +- 12%).")
     min_std: float = Field(
         DedupOptions.min_std, description="Faces with a pixel standard deviation below this "
         "outside their most varied band are near-uniform, or a line of text on a blank "
@@ -94,7 +108,7 @@ def dedup_settings(config: DedupConfig) -> DedupOptions:
     group_name="dedup",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="9",
+    code_version="10",
     automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,
