@@ -399,10 +399,9 @@ def registered_pairs(thumbs: Thumbs, pairs: np.ndarray, options: DedupOptions,
     for start in range(0, len(pairs), block):
         part = pairs[start:start + block]
         a, b = thumbs.standard(part[:, 0]), thumbs.standard(part[:, 1])
-        for other in (b, mirrored(b, THUMB_SIDE)) if options.include_flips else (b,):
-            score = registered_correlation(a, other, options.registered_shift,
-                                           options.registered_scale, REGISTERED_BORDER)
-            out[start:start + block] = np.maximum(out[start:start + block], score)
+        out[start:start + block] = registered_correlation(
+            a, [b, mirrored(b, THUMB_SIDE)] if options.include_flips else [b],
+            options.registered_shift, options.registered_scale, REGISTERED_BORDER)
     return out
 
 

@@ -19,9 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# (blur sigma in thumbnail pixels, Gauss-Newton steps): the wide blur first widens the basin
-# the steps converge from, the narrow one then fits the detail
-LEVELS = ((2.0, 3), (1.0, 4))
+# the fit's levels, coarse to fine: (down-sampling factor, blur sigma in pixels of that size,
+# Gauss-Newton steps). Half resolution (a quarter of the pixels) under a wide blur widens the
+# basin the steps converge from; the last steps fit the detail at full size
+LEVELS = ((2, 1.0, 3), (2, 0.5, 2), (1, 1.0, 2))
+# a pair whose blurred half-resolution correlation stays under this after the coarse levels is
+# not refined: shifted and re-cropped copies of real faces reach 0.97 or more there
+COARSE_FLOOR = 0.9
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -62,39 +66,76 @@ class _Grid:
                              align_corners=False).view(n, -1)
 
 
-def registered_correlation(a: np.ndarray, b: np.ndarray, max_shift: float, max_scale: float,
-                           border: int) -> np.ndarray:
-    """For rows of flattened square images a and b (n, side*side, any scale and offset): the
-    correlation over the interior after b is warped onto a (see the module docstring)."""
+def _fit(ta: torch.Tensor, tb: torch.Tensor, levels, scale: torch.Tensor, shift: torch.Tensor,
+         max_shift: float, max_scale: float, border: int):
+    """The warp of tb onto ta after the Gauss-Newton steps of `levels` from (scale, shift), and
+    the correlation of the blurred images it reaches at the last level."""
+    n, side = len(ta), ta.shape[-1]
+    for factor, sigma, iterations in levels:
+        size = side // factor
+        grid, mask = _Grid(size), _interior(size, -(-border // factor))
+        fixed, moving = (F.avg_pool2d(x[:, None], factor)[:, 0] if factor > 1 else x
+                         for x in (ta, tb))
+        # the template: blurred a, its gradients, the steepest-descent images at identity
+        template = _standard(_blur(fixed, sigma).reshape(n, -1), mask)
+        gy, gx = torch.gradient(template.view(n, size, size), dim=(1, 2))
+        gx, gy = gx.reshape(n, -1) * mask, gy.reshape(n, -1) * mask
+        descent = (gx * grid.x, gy * grid.y, gx, gy)
+        hessian = torch.stack([torch.stack([(u * v).sum(1) for v in descent], 1)
+                               for u in descent], 1) + 1e-6 * torch.eye(4)
+        inverse = torch.linalg.inv(hessian)
+        moving = _blur(moving, sigma)[:, None]
+        shift, bound = shift / factor, max_shift / factor
+        for _ in range(iterations):
+            error = _standard(grid.warp(moving, scale, shift), mask) - template
+            step = inverse @ torch.stack([(u * error).sum(1) for u in descent], 1)[:, :, None]
+            d_scale, d_shift = 1 + step[:, :2, 0], step[:, 2:, 0]
+            # compose with the inverse of the step: p -> (p - d_shift) / d_scale, then the warp
+            shift = (shift - scale * d_shift / d_scale).clamp(-bound, bound)
+            scale = (scale / d_scale).clamp(1 - max_scale, 1 + max_scale)
+        reached = (_standard(grid.warp(moving, scale, shift), mask) * template).sum(1) / mask.sum()
+        shift = shift * factor
+    return scale, shift, reached
+
+
+def registered_correlation(a: np.ndarray, alternatives: list[np.ndarray], max_shift: float,
+                           max_scale: float, border: int) -> np.ndarray:
+    """For rows of flattened square images a (n, side*side, any scale and offset) and one or
+    more alternatives for their partners (b, and b's mirror image): the correlation over the
+    interior after the partner is warped onto a (see the module docstring). The half-resolution
+    levels run for every alternative; the full-size level only for each pair's best, and only
+    where that reached COARSE_FLOOR (elsewhere the score is the half-resolution one)."""
     n = len(a)
     if n == 0:
         return np.zeros(0, np.float32)
     side = int(round(np.sqrt(a.shape[1])))
-    grid = _Grid(side)
+
+    def tensor(x):
+        return torch.from_numpy(np.ascontiguousarray(x, np.float32)).view(-1, side, side)
+
     with torch.no_grad():
-        ta = torch.from_numpy(np.ascontiguousarray(a, np.float32)).view(n, side, side)
-        tb = torch.from_numpy(np.ascontiguousarray(b, np.float32)).view(n, side, side)
-        inner = torch.zeros(side, side)
-        inner[border:side - border, border:side - border] = 1
-        mask = inner.view(1, -1)
-        scale, shift = torch.ones(n, 2), torch.zeros(n, 2)
-        for sigma, iterations in LEVELS:  # coarse to fine
-            # the template: blurred a, its gradients, the steepest-descent images at identity
-            template = _standard(_blur(ta, sigma).reshape(n, -1), mask)
-            gy, gx = torch.gradient(template.view(n, side, side), dim=(1, 2))
-            gx, gy = gx.reshape(n, -1) * mask, gy.reshape(n, -1) * mask
-            descent = (gx * grid.x, gy * grid.y, gx, gy)
-            hessian = torch.stack([torch.stack([(u * v).sum(1) for v in descent], 1)
-                                   for u in descent], 1) + 1e-6 * torch.eye(4)
-            inverse = torch.linalg.inv(hessian)
-            moving = _blur(tb, sigma)[:, None]
-            for _ in range(iterations):
-                error = _standard(grid.warp(moving, scale, shift), mask) - template
-                step = inverse @ torch.stack([(u * error).sum(1) for u in descent], 1)[:, :, None]
-                d_scale, d_shift = 1 + step[:, :2, 0], step[:, 2:, 0]
-                # compose with the inverse of the step: p -> (p - d_shift) / d_scale, then the warp
-                shift = (shift - scale * d_shift / d_scale).clamp(-max_shift, max_shift)
-                scale = (scale / d_scale).clamp(1 - max_scale, 1 + max_scale)
-        warped = _standard(grid.warp(tb[:, None], scale, shift), mask)
-        score = (_standard(ta.reshape(n, -1), mask) * warped).sum(1) / mask.sum()
+        ta, tbs = tensor(a), [tensor(b) for b in alternatives]
+        coarse, fine = LEVELS[:-1], LEVELS[-1:]
+        fits = [_fit(ta, tb, coarse, torch.ones(n, 2), torch.zeros(n, 2), max_shift, max_scale,
+                     border) for tb in tbs]
+        best = torch.stack([f[2] for f in fits]).argmax(0)
+        pick = torch.arange(n)
+        scale, shift, reached = (torch.stack([f[k] for f in fits])[best, pick] for k in range(3))
+        tb = torch.stack(tbs)[best, pick]
+        go = reached >= COARSE_FLOOR
+        score = reached.clone()
+        if go.any():
+            scale, shift, _ = _fit(ta[go], tb[go], fine, scale[go], shift[go], max_shift,
+                                   max_scale, border)
+            mask = _interior(side, border)
+            warped = _standard(_Grid(side).warp(tb[go][:, None], scale, shift), mask)
+            score[go] = (_standard(ta[go].reshape(-1, side * side), mask) * warped).sum(1) \
+                / mask.sum()
     return score.numpy()
+
+
+def _interior(side: int, border: int) -> torch.Tensor:
+    """(1, side*side): 1 on the pixels at least `border` in from each edge."""
+    inner = torch.zeros(side, side)
+    inner[border:side - border, border:side - border] = 1
+    return inner.view(1, -1)
