@@ -38,8 +38,8 @@ is confirmed when the thumbnails correlate at `registered_correlation` once the 
 onto the other by a shift and a scale per axis of a few pixels (tier 2, `registered`;
 registration.py): a copy shifted or re-cropped by 1-2 px of a 48 px face correlates at a median
 0.85 pixel for pixel, 0.99 aligned (2,000 real FER2013 faces). On the real FER2013 export +
-CK+48 it adds 1,959 pairs; sampled at 0.95-0.97 after alignment, they are the same photograph
-by eye, re-cropped, shifted or watermarked.
+CK+48 it adds 1,951 pairs; in a sample of 48 of those at 0.96-0.97 every one is the same
+photograph by eye, re-cropped, shifted or watermarked (at 0.95-0.96 a few are doubtful).
 """
 
 from __future__ import annotations

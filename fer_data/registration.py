@@ -6,7 +6,9 @@ pixel for pixel.
 `registered_correlation` fits, for each pair of standardized square thumbnails (a, b), the warp
 p -> centre + (1 + s) (p - centre) + t, with a scale s and a shift t per axis (a crop of
 different widths per side is a scale plus a shift), that best maps b onto a: inverse
-compositional Lucas-Kanade (Baker and Matthews 2004) over blurred images, all pairs of a block at
+compositional Lucas-Kanade (Baker and Matthews 2004) over blurred images, coarse to fine
+(`LEVELS`: half resolution first, for b and its mirror image; the full-size steps only for the
+better of the two, and only where the coarse fit reached COARSE_FLOOR), all pairs of a block at
 once in PyTorch. The score is the Pearson correlation of a and the warped b, neither blurred,
 over the interior `border` pixels in from each edge, which a warp within the bounds samples from
 inside b's frame. The warp is bounded (|t| <= max_shift, |s| <= max_scale: what a re-crop of a
@@ -24,7 +26,8 @@ import torch.nn.functional as F
 # basin the steps converge from; the last steps fit the detail at full size
 LEVELS = ((2, 1.0, 3), (2, 0.5, 2), (1, 1.0, 2))
 # a pair whose blurred half-resolution correlation stays under this after the coarse levels is
-# not refined: shifted and re-cropped copies of real faces reach 0.97 or more there
+# not refined (its score stays that one, under any threshold worth using): 1,000 real FER2013
+# faces shifted and re-cropped by 1-2 px reach 0.957 or more there, a median 0.991
 COARSE_FLOOR = 0.9
 
 
