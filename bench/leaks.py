@@ -35,6 +35,7 @@ from fer_data.datasets import keeper_priority
 from fer_data.dedup import (
     HASH_KINDS,
     THUMB_SIDE,
+    TIER2_KEYS,
     DedupOptions,
     build_index,
     correlation,
@@ -203,7 +204,7 @@ def false_positive_estimate(faces: pa.Table, out: Path) -> list[str]:
     images = [cv2.equalizeHist(decode_png(b)) for b in faces.column("face").to_pylist()]
     z = np.stack([(im - im.mean()) / (im.std() + 1e-6) for im in images]).reshape(len(images), -1)
     worst = []
-    for key in ("source_phash_eq", "verified", "robust", "band"):
+    for key in ("source_phash_eq", *TIER2_KEYS):
         extra = np.array([p for p in found[key].tolist() if tuple(p) not in plain], np.int64)
         if not len(extra):
             lines.append(f"{key}: no pair beyond the stored hashes")
