@@ -494,7 +494,7 @@ def test_registered_tier_joins_shifted_and_recropped_copies_only():
     rows = face_rows(originals + copies, ["happy"] * 40)
     own = np.array([[i, 30 + i] for i in range(10)])
     assert (correlation(thumbnails(rows), own) < 0.95).sum() >= 8  # the plain check misses
-    options = DedupOptions(threshold=0, eq_threshold=0)
+    options = DedupOptions(threshold=0, eq_threshold=0, registered_correlation=0.96)
     result = build_index(rows, options)
     cluster = result.index.column("cluster_id").to_pylist()
     assert all(cluster[i] == cluster[30 + i] for i in range(10))
@@ -520,7 +520,8 @@ def test_real_shifted_and_recropped_copies_join_their_origin_and_nothing_else(sh
     labels = [f.parent.name for f in picked]
     copies = recropped_copies(originals[:150], seed=18)
     rows = face_rows(originals + copies, labels + labels[:150])
-    options = DedupOptions(threshold=0, eq_threshold=0)  # tier 2 only: what it joins
+    # tier 2 only, the registered tier on: what it joins
+    options = DedupOptions(threshold=0, eq_threshold=0, registered_correlation=0.96)
     cluster = build_index(rows, options).index.column("cluster_id").to_pylist()
     found = [cluster[i] == cluster[400 + i] for i in range(150)]
     assert all(found), [picked[i] for i in range(150) if not found[i]]
