@@ -17,6 +17,8 @@ few pixels does), so a face cannot be stretched onto a different one.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,16 +33,21 @@ LEVELS = ((2, 1.0, 3), (2, 0.5, 2), (1, 1.0, 2))
 COARSE_FLOOR = 0.9
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of (n, side, side) images (edges replicated), as two matrix products."""
-    side = x.shape[-1]
+@lru_cache(maxsize=8)
+def _blur_matrix(side: int, sigma: float) -> torch.Tensor:
+    """The (side, side) matrix of a 1-D Gaussian blur with edges replicated."""
     radius = int(np.ceil(2.5 * sigma))
     taps = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma ** 2))
     matrix = np.zeros((side, side), np.float32)
     for i in range(side):
         for offset, weight in zip(range(-radius, radius + 1), taps / taps.sum(), strict=True):
             matrix[i, min(max(i + offset, 0), side - 1)] += weight
-    k = torch.from_numpy(matrix)
+    return torch.from_numpy(matrix)
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of (n, side, side) images (edges replicated), as two matrix products."""
+    k = _blur_matrix(x.shape[-1], sigma)
     return k @ x @ k.T
 
 
