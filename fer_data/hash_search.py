@@ -63,11 +63,13 @@ def near_pairs(queries: np.ndarray, database: np.ndarray, threshold: int,
 
 
 def unique_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
-    """np.unique(pairs, axis=0) for indices below n, through one int64 code per pair (several
-    times faster)."""
+    """np.unique(pairs, axis=0) for indices below n, through one int64 code per pair, sorted
+    and deduplicated by hand: NumPy 2.4's np.unique of plain values takes a hash-table path
+    that took 23 s for 15M codes, where the sort takes 0.3 s."""
     if len(pairs) == 0:
         return np.zeros((0, 2), np.int64)
-    codes = np.unique(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])
+    codes = np.sort(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])
+    codes = codes[np.r_[True, codes[1:] != codes[:-1]]]
     return np.stack([codes // n, codes % n], axis=1)
 
 

@@ -14,9 +14,13 @@ group (its tier-1 cluster: those need no check), so the work grows with n * k:
    little as 60% of some: unscaled, the dot products of a watermarked copy and its origin that
    correlate at 0.89-0.97 came out at 0.55-0.65, under the floor, and 29 of 36 such copies in
    bench/leaks.py were never candidates.);
-2. an inverted file: spherical k-means cells of the projections; every face, and with `flips`
+2. a face whose projection matches its group's first face's at REPRESENTED or more (a
+   re-encoded or contrast-changed copy the hashes joined to it) is left out: the first stands
+   for it (`representatives`; a million faces with dozens of copies each search as about half
+   as many, and each face's k places go to other pictures rather than copies of one);
+3. an inverted file: spherical k-means cells of the projections; every face, and with `flips`
    its mirror image, is compared with the members of its `PROBES` nearest cells;
-3. per face, the `k` best-scoring faces of other groups at `floor` or above.
+4. per face, the `k` best-scoring faces of other groups at `floor` or above.
 
 The scores are approximate: the caller verifies the candidates on the whole
 thumbnails. On the real 36,868 faces, the 16 nearest at 0.7 held 95% of the pairs that an
@@ -37,6 +41,7 @@ CELLS_PER_ROOT = 2  # cells per square root of the number of faces (real faces: 
 # clusters as 1 or 4; a million faces: 2,000 cells of ~500)
 SAMPLE = 20_000  # faces the projection and the cells are fitted on
 ITERATIONS = 8  # k-means rounds
+REPRESENTED = 0.99  # projected cosine at which a face of a group stands for another
 _BLOCK = 65_536  # faces projected or assigned at once
 _ROWS = 8_192  # queries compared with one cell at once (a block of scores)
 
@@ -80,11 +85,15 @@ def neighbour_pairs(thumbs: Thumbs, groups: np.ndarray, k: int, floor: float, fl
     rng = np.random.default_rng(seed)
     basis = _basis(thumbs, rng)
     points = _project(thumbs, basis, mirror=False)
+    flipped = _project(thumbs, basis, mirror=True) if flips else None
+    # only each group's representatives search and are searched (see `representatives`)
+    place = np.flatnonzero(representatives(points, flipped, groups))
+    points, groups = points[place], groups[place]
+    flipped = flipped[place] if flips else None
     centroids = _kmeans(points, rng)
     probes = min(PROBES, len(centroids))
     queries = [(points, _nearest_cells(points, centroids, probes))]
     if flips:
-        flipped = _project(thumbs, basis, mirror=True)
         queries.append((flipped, _nearest_cells(flipped, centroids, probes)))
     # the database in cell order, so that a cell's members are one slice
     order, bounds = _by_value(queries[0][1][:, 0], len(centroids))
@@ -92,10 +101,11 @@ def neighbour_pairs(thumbs: Thumbs, groups: np.ndarray, k: int, floor: float, fl
     database_groups = torch.from_numpy(groups[order])
     database_index = torch.from_numpy(order)
     found = []
+    m = len(points)
     for query, cells in queries:  # each with k places of its own: a symmetric face finds the same
         query, query_groups = torch.from_numpy(query), torch.from_numpy(groups)
-        best_score = torch.full((n, k), -np.inf)
-        best_index = torch.full((n, k), -1, dtype=torch.int64)
+        best_score = torch.full((m, k), -np.inf)
+        best_index = torch.full((m, k), -1, dtype=torch.int64)
         # per cell, every query that probes it (a query probes a cell once)
         asking_order, asking_bounds = _by_value(cells.ravel(), len(centroids))
         asking_all = asking_order // probes
@@ -114,7 +124,8 @@ def neighbour_pairs(thumbs: Thumbs, groups: np.ndarray, k: int, floor: float, fl
                 best_index[rows] = both_index.gather(1, kept)
         best_score, best_index = best_score.numpy().ravel(), best_index.numpy().ravel()
         keep = best_score >= floor
-        found.append((np.repeat(np.arange(n), k)[keep], best_index[keep], best_score[keep]))
+        found.append((place[np.repeat(np.arange(m), k)[keep]], place[best_index[keep]],
+                      best_score[keep]))
     i, j, score = (np.concatenate(parts) for parts in zip(*found, strict=True))
     code = np.minimum(i, j) * n + np.maximum(i, j)
     order = np.lexsort((-score, code))  # by pair, the best score first
@@ -122,6 +133,32 @@ def neighbour_pairs(thumbs: Thumbs, groups: np.ndarray, k: int, floor: float, fl
     first = np.r_[True, code[1:] != code[:-1]][:len(code)]
     code, score = code[first], score[first]
     return np.stack([code // n, code % n], axis=1), score
+
+
+def representatives(points: np.ndarray, flipped: np.ndarray | None,
+                    groups: np.ndarray) -> np.ndarray:
+    """Whether each face represents itself in the search: all but those whose projection (or
+    its mirror image's) matches their group's first face's at REPRESENTED or more. Such a face
+    is the same picture as that first face for the search's purpose (a re-encoded or contrast-
+    changed copy the hashes already joined to it) and would find the same neighbours: a million
+    faces with dozens of copies each search as ~half as many (a pair found for the first face
+    joins its whole group, clusters being transitive)."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.r_[True, sorted_groups[1:] != sorted_groups[:-1]] if len(order) else \
+        np.zeros(0, bool)
+    first = np.empty(len(groups), np.int64)
+    first[order] = order[np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))]
+    out = np.ones(len(groups), bool)
+    for start in range(0, len(groups), _BLOCK):
+        block = slice(start, start + _BLOCK)
+        head = points[first[block]]
+        same = np.einsum("ij,ij->i", points[block], head)
+        if flipped is not None:
+            same = np.maximum(same, np.einsum("ij,ij->i", flipped[block], head))
+        out[block] = same < REPRESENTED
+    out[first] = True
+    return out
 
 
 def _basis(thumbs: Thumbs, rng: np.random.Generator) -> np.ndarray:

@@ -103,6 +103,37 @@ def test_neighbour_search_finds_every_copy_among_thousands():
     assert all(tuple(p) in found for p in own[acceptable].tolist())
 
 
+def test_a_group_searches_through_one_face_per_picture():
+    """A group (joined by its hashes) of a face, its slightly noisy re-encodes and its mirror
+    image, and a different face: only the first face and the different one search and are
+    searched. A noisier copy of the group's first face outside it is still found, paired with
+    that first face, and no pair names the faces it stands for."""
+    from fer_data import neighbours
+    from fer_data.dedup import thumbnails
+
+    originals = smooth_faces(400, seed=7)
+    rng = np.random.default_rng(8)
+    face = originals[0]
+    near = [np.clip(face + rng.normal(0, 1.5, face.shape), 0, 255).astype(np.uint8)
+            for _ in range(5)] + [np.ascontiguousarray(face[:, ::-1])]
+    outside = np.clip(face + rng.normal(0, 8, face.shape), 0, 255).astype(np.uint8)
+    images = [face, *near, originals[1], outside, *originals[2:]]
+    groups = np.r_[np.zeros(8, np.int64), np.arange(1, len(images) - 7)]
+    thumbs = thumbnails(face_rows(images, ["happy"] * len(images)))
+    basis = neighbours._basis(thumbs, np.random.default_rng(0))
+    points = neighbours._project(thumbs, basis, False)
+    flipped = neighbours._project(thumbs, basis, True)
+    stands = neighbours.representatives(points, flipped, groups)
+    assert stands[[0, 7]].all() and not stands[1:7].any() and stands[8:].all()
+    pairs, _ = neighbours.neighbour_pairs(thumbs, groups, k=4, floor=0.6, flips=True)
+    assert (0, 8) in {tuple(p) for p in pairs.tolist()}
+    assert not np.isin(pairs, np.arange(1, 7)).any()
+    # without the group, every face searches for itself and the copies find each other
+    alone, _ = neighbours.neighbour_pairs(thumbs, np.arange(len(images)), k=4, floor=0.6,
+                                          flips=True)
+    assert np.isin(alone, np.arange(1, 7)).any()
+
+
 def test_neighbour_scores_follow_the_correlation_of_real_faces_and_their_copies(shared):
     """Real FER2013 faces keep as little as 60% of their energy in the projection: the scores
     are cosines of the projections, so an overlaid copy correlating with its origin at 0.8 or

@@ -119,6 +119,9 @@ class SynthesisConfig(Config):
     min_real_distance: int = Field(
         GateOptions.min_real_distance, description="Gate: pHash bits from every real training "
         "face (memorization).")
+    max_attempts_factor: int = Field(
+        GateOptions.max_attempts_factor, description="Gate: give up after this many source "
+        "faces per wanted face.")
     seed: int = Field(0, description="Seeds the order in which sources are drawn.")
     use_ineligible_generator: bool = Field(False, description="Publish synthetic faces even "
                                            "when the generator misses the realism floors (its "
@@ -155,7 +158,7 @@ def synthetic_faces(context: AssetExecutionContext, config: SynthesisConfig,
     have, goal, needed = top_up_plan(data.rows, target, settings.top_up_to)
     generator = f"sha256={record['sha256']} step={trained.step} seed={config.seed}"
     gate = GateOptions(config.min_target_prob, config.min_source_distance,
-                       config.min_real_distance)
+                       config.min_real_distance, config.max_attempts_factor)
     eligible = bool(record.get("eligible"))
     failures = record.get("floor_failures") or ["no realism figures recorded: materialize "
                                                  "stargan_model again"]

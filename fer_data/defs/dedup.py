@@ -108,7 +108,7 @@ def dedup_settings(config: DedupConfig) -> DedupOptions:
     group_name="dedup",
     kinds={"numpy", "parquet"},
     owners=["team:fer-data"],
-    code_version="10",
+    code_version="11",
     automation_condition=AutomationCondition.eager(),
 )
 def face_index(context: AssetExecutionContext, config: DedupConfig,
