@@ -143,21 +143,13 @@ def representatives(points: np.ndarray, flipped: np.ndarray | None,
     changed copy the hashes already joined to it) and would find the same neighbours: a million
     faces with dozens of copies each search as ~half as many (a pair found for the first face
     joins its whole group, clusters being transitive)."""
-    order = np.argsort(groups, kind="stable")
-    sorted_groups = groups[order]
-    starts = np.r_[True, sorted_groups[1:] != sorted_groups[:-1]] if len(order) else \
-        np.zeros(0, bool)
-    first = np.empty(len(groups), np.int64)
-    first[order] = order[np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))]
-    out = np.ones(len(groups), bool)
-    for start in range(0, len(groups), _BLOCK):
-        block = slice(start, start + _BLOCK)
-        head = points[first[block]]
-        same = np.einsum("ij,ij->i", points[block], head)
-        if flipped is not None:
-            same = np.maximum(same, np.einsum("ij,ij->i", flipped[block], head))
-        out[block] = same < REPRESENTED
-    out[first] = True
+    _, at, of = np.unique(groups, return_index=True, return_inverse=True)
+    head = points[at[of]]  # each face's group's first face
+    same = np.einsum("ij,ij->i", points, head)
+    if flipped is not None:
+        same = np.maximum(same, np.einsum("ij,ij->i", flipped, head))
+    out = same < REPRESENTED
+    out[at] = True
     return out
 
 
