@@ -13,7 +13,8 @@ The keys (`source_keys`, `crop_keys`) are computed per face by the faces stage:
 
 Two faces are duplicates when their source digests are equal, when the crop or stored-source
 pHashes are within `threshold` bits or the equalized ones within `eq_threshold` (mirrors
-included), or when one is among the other's `verify_neighbours` most correlated faces outside its
+included) and their thumbnails correlate at `hash_correlation` (hashes that near also join
+different people; below it such a pair is a tier-2 candidate), or when one is among the other's `verify_neighbours` most correlated faces outside its
 tier-1 cluster (neighbours.py: an inverted file over projected thumbnails, whatever happened to
 the hashes) and their thumbnails correlate at `min_correlation` or more (tier 2, `verified`:
 copies whose hash moved further, verified by the pixels so that look-alike faces of different
@@ -167,6 +168,14 @@ class DedupOptions:
     # the same for the equalized-source hash; beyond it only verified (tier 2). Tuned on real
     # FER2013 + CK+48 + a repackage (bench/leaks.py): at 4, pairs of different people joined
     eq_threshold: int = 2
+    # ... and, hash pairs but byte-identical ones, when their thumbnails correlate at this or
+    # more (0: hashes alone); below it a pair is a tier-2 candidate like any other. Hashes that
+    # near can belong to different people: on real FER2013 + CK+48, 61 of the 5,426 crop-hash
+    # pairs correlate under 0.8, every one of the lowest 36 two different pictures by eye; at a
+    # million faces (the 1M stress set, 27 copies of each face) such pairs chained 2,882
+    # pictures (77,506 faces) into one cluster, and pairs at 0.80-0.90 were still different
+    # people or one CK+ subject's different frames
+    hash_correlation: float = 0.9
     include_flips: bool = True
     verify_neighbours: int = 16  # tier 2: each face's most thumbnail-correlated faces outside
     # its tier-1 cluster that are verified (and as many of its mirror image's; 0: no tier 2).
@@ -332,14 +341,25 @@ def duplicate_pairs(keys: pa.Table, options: DedupOptions) -> dict[str, np.ndarr
     digests = np.array(keys.column("source_digest").to_pylist(), dtype=object)
     found["exact"] = group_pairs(np.unique(digests, return_inverse=True)[1]) if n else \
         np.zeros((0, 2), np.int64)
+    thumbs = thumbnails(keys) if options.hash_correlation > 0 or options.verify_neighbours \
+        else None
+    unconfirmed = []  # near hashes whose thumbnails disagree: left to tier 2's checks
     for kind in HASH_KINDS:
         radius = options.eq_threshold if kind == "source_phash_eq" else options.threshold
         if kind == "phash" and _same_hashes(keys, "phash", "source_phash"):
             continue  # every face is its whole source (pre-cropped sets): the same pairs
         found[kind] = _near(keys, kind, radius, options.include_flips)
+        if thumbs is not None and options.hash_correlation > 0:
+            pairs, flat = found[kind], thumbs.inv_std == 0
+            # two flat thumbnails correlate with nothing: for them the hashes decide
+            agree = (correlation(thumbs, pairs) >= options.hash_correlation) \
+                | (flat[pairs[:, 0]] & flat[pairs[:, 1]])
+            unconfirmed.append(pairs[~agree])
+            found[kind] = pairs[agree]
     found.setdefault("phash", found["source_phash"])
     if options.verify_neighbours:
-        found.update(_verified(keys, _unique(list(found.values())), options))
+        found.update(_verified(keys, thumbs, _unique(list(found.values())),
+                               _unique(unconfirmed), options))
     return {key: found[key] for key in ("exact", *HASH_KINDS, *TIER2_KEYS)
             if key in found}
 
@@ -348,17 +368,17 @@ def _same_hashes(keys: pa.Table, a: str, b: str) -> bool:
     return all(np.array_equal(_hashes(keys, a + m), _hashes(keys, b + m)) for m in ("", "_mirror"))
 
 
-def _verified(keys: pa.Table, tier1: np.ndarray,
+def _verified(keys: pa.Table, thumbs: Thumbs, tier1: np.ndarray, unconfirmed: np.ndarray,
               options: DedupOptions) -> dict[str, np.ndarray]:
     """Tier 2: pairs of faces in different tier-1 clusters (those need no thumbnails), one
-    among the other's verify_neighbours nearest (neighbours.neighbour_pairs; at most
-    PER_CLUSTER_PAIR per pair of clusters), whose thumbnails correlate at min_correlation
+    among the other's verify_neighbours nearest (neighbours.neighbour_pairs) or with near
+    hashes that tier 1 did not confirm (`unconfirmed`; at most PER_CLUSTER_PAIR per pair of
+    clusters, the best by projected or plain score), whose thumbnails correlate at min_correlation
     (`verified`); or, same label and hashes near, at robust_floor and robustly at
     robust_correlation (`robust`), or else at band_floor and at min_correlation outside their
     most different band (`band`); or, same label, at registered_floor, in clusters the others
     left apart, at registered_correlation once aligned (`registered`; the best
     REGISTERED_PER_CLUSTER_PAIR per pair of those clusters)."""
-    thumbs = thumbnails(keys)
     labels = np.array(keys.column("label").to_pylist(), dtype=object) \
         if "label" in keys.column_names else None
     if labels is not None and "subject_id" in keys.column_names:  # as build_index parts them
@@ -368,6 +388,14 @@ def _verified(keys: pa.Table, tier1: np.ndarray,
     floor = min(options.min_correlation, lowest, options.registered_floor) - NEIGHBOUR_MARGIN
     candidates, score = neighbour_pairs(thumbs, joined, options.verify_neighbours, floor,
                                         options.include_flips)
+    unconfirmed = unconfirmed[joined[unconfirmed[:, 0]] != joined[unconfirmed[:, 1]]]
+    if len(unconfirmed):
+        both = np.concatenate([candidates, unconfirmed])
+        score = np.concatenate([score, correlation(thumbs, unconfirmed)])
+        order = np.lexsort((-score, both[:, 1], both[:, 0]))  # per pair, the best score first
+        both, score = both[order], score[order]
+        first = np.r_[True, np.any(both[1:] != both[:-1], axis=1)]
+        candidates, score = both[first], score[first]
     candidates = _best_per_cluster_pair(candidates, score, joined)
     plain = correlation(thumbs, candidates)
     verified = plain >= options.min_correlation

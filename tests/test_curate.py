@@ -16,12 +16,15 @@ import pytest
 import torch
 
 from fer_data.dedup import (
+    KEY_COLUMNS,
     DedupOptions,
     build_index,
+    correlation,
     crop_keys,
     duplicate_pairs,
     kept_pairs,
     source_keys,
+    thumbnails,
 )
 from fer_data.hash_search import near_pairs, popcount64
 from fer_data.images import encode_png
@@ -327,6 +330,28 @@ def test_copies_from_differently_processed_exports_are_found_from_the_source():
     # the equalized hash is what joins the two exports; the crop hash alone would not
     alone = build_index(rows, DedupOptions(verify_neighbours=0)).pairs_by_key
     assert alone["source_phash_eq"] >= 1
+
+
+def test_near_hashes_join_only_where_the_thumbnails_agree():
+    """Hashes within the threshold are not enough: two different pictures whose hashes collide
+    (as some real FER2013 faces of different people do) stay apart unless their thumbnails
+    agree; a re-encoded copy still joins through its hash, and so do two flat pictures."""
+    import cv2
+
+    a, b = smooth_faces(2, seed=31)
+    copy = cv2.imdecode(cv2.imencode(".jpg", a, [cv2.IMWRITE_JPEG_QUALITY, 40])[1], 0)
+    flat = [np.full((48, 48), v, np.uint8) for v in (90, 91)]
+    rows = face_rows([a, b, copy, *flat], ["happy"] * 5)
+    for column in (c for c in KEY_COLUMNS if "phash" in c):  # b's hashes collide with a's
+        values = rows.column(column).to_pylist()
+        rows = rows.set_column(rows.column_names.index(column), column,
+                               pa.array([values[0], values[0], *values[2:]], pa.int64()))
+    assert correlation(thumbnails(rows), np.array([[0, 1], [0, 2]])).tolist()[0] < 0.9
+    cluster = build_index(rows, DedupOptions()).index.column("cluster_id").to_pylist()
+    assert cluster[0] == cluster[2] and cluster[3] == cluster[4]
+    assert cluster[0] != cluster[1]
+    hashes_alone = build_index(rows, DedupOptions(hash_correlation=0)).index
+    assert len(set(hashes_alone.column("cluster_id").to_pylist()[:3])) == 1
 
 
 def test_second_tier_needs_the_thumbnails_to_agree():
