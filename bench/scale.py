@@ -187,16 +187,33 @@ def run_step(asset: str, env: dict) -> dict:
 
 
 def copies_found(layout: StorageLayout, work: Path) -> dict:
+    """Against the manifest: the planted copies outside their origin's cluster, and how many
+    pictures (origins: a real face with its copies) each cluster joins. Real FER2013 repeats
+    some photographs, so a few pictures per cluster are expected; dozens are false joins."""
     index = read_table(layout.table("face_index", "all"), columns=["image_id", "cluster_id"])
-    cluster = dict(zip(index.column("image_id").to_pylist(),
-                       index.column("cluster_id").to_pylist(), strict=True))
+    ids = index.column("image_id").to_pylist()
+    cluster = dict(zip(ids, index.column("cluster_id").to_pylist(), strict=True))
     manifest = pq.read_table(work / "manifest.parquet").to_pylist()
     missed: dict[str, int] = {}
     for row in manifest:
         if cluster[row["image_id"]] != cluster[row["origin_id"]]:
             missed[row["perturbation"]] = missed.get(row["perturbation"], 0) + 1
+    origin = {row["image_id"]: row["origin_id"] for row in manifest}
+    pictures: dict[int, set] = {}
+    for face in ids:
+        pictures.setdefault(cluster[face], set()).add(origin.get(face, face))
+    per = np.array([len(p) for p in pictures.values()])
+    sizes = np.bincount(np.array(list(cluster.values())))
     return {"planted": len(manifest), "missed": sum(missed.values()),
-            "missed_by_perturbation": missed}
+            "missed_by_perturbation": missed,
+            "missed_origins": len({row["origin_id"] for row in manifest
+                                   if cluster[row["image_id"]] != cluster[row["origin_id"]]}),
+            "largest_cluster_faces": int(sizes.max()),
+            "most_pictures_in_a_cluster": int(per.max()),
+            "clusters_joining_over_10_pictures": int((per > 10).sum()),
+            "pictures_per_cluster": {str(k): int(v) for k, v in
+                                     zip(*np.unique(np.minimum(per, 11), return_counts=True),
+                                         strict=True)}}
 
 
 def imagededup_ratio(real: StorageLayout, fer_files: Path, imagededup: Path) -> dict:
@@ -251,6 +268,9 @@ def main() -> None:
     print(f"| total (budget 600 s, 12 GiB) | {total:.1f} | {result['peak_rss_gib']:.2f} |")
     print(f"planted copies in their origin's cluster: {found['planted'] - found['missed']:,} "
           f"of {found['planted']:,} (missed by perturbation: {found['missed_by_perturbation']})")
+    print(f"largest cluster: {found['largest_cluster_faces']:,} faces; most pictures joined in "
+          f"one cluster: {found['most_pictures_in_a_cluster']}; clusters joining more than 10: "
+          f"{found['clusters_joining_over_10_pictures']}")
     print(f"FER2013 ({peer['faces']:,} faces): project index {peer['project_seconds']:.1f} s, "
           f"imagededup {peer['imagededup_seconds']:.1f} s: {peer['ratio']:.1f}x")
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")

@@ -14,12 +14,13 @@ The keys (`source_keys`, `crop_keys`) are computed per face by the faces stage:
 Two faces are duplicates when their source digests are equal, when the crop or stored-source
 pHashes are within `threshold` bits or the equalized ones within `eq_threshold` (mirrors
 included) and their thumbnails correlate at `hash_correlation` (hashes that near also join
-different people; below it such a pair is a tier-2 candidate), or when one is among the other's `verify_neighbours` most correlated faces outside its
-tier-1 cluster (neighbours.py: an inverted file over projected thumbnails, whatever happened to
-the hashes) and their thumbnails correlate at `min_correlation` or more (tier 2, `verified`:
-copies whose hash moved further, verified by the pixels so that look-alike faces of different
-people stay apart), or, for the candidates that correlate at `robust_floor` or more but less than
-`min_correlation`, when the thumbnails still correlate at `robust_correlation` over the 80% of
+different people; below it such a pair is a tier-2 candidate), or when one is among the
+other's `verify_neighbours` most correlated faces outside its tier-1 cluster (neighbours.py:
+an inverted file over projected thumbnails, whatever happened to the hashes) and their
+thumbnails correlate at `min_correlation` or more (tier 2, `verified`: copies whose hash moved
+further, verified by the pixels so that look-alike faces of different people stay apart), or,
+for the candidates that correlate at `robust_floor` or more but less than `min_correlation`,
+when the thumbnails still correlate at `robust_correlation` over the 80% of
 pixels where they agree best (tier 2, `robust`): a stock-photo watermark written over one copy, a
 local contrast change (CLAHE) or a posterized export disagree in a minority of pixels, which a
 plain correlation cannot ignore (FER2013's own watermarked repeats correlate at 0.87-0.90). The
@@ -39,7 +40,7 @@ is confirmed when the thumbnails correlate at `registered_correlation` once the 
 onto the other by a shift and a scale per axis of a few pixels (tier 2, `registered`;
 registration.py): a copy shifted or re-cropped by 1-2 px of a 48 px face correlates at a median
 0.85 pixel for pixel, 0.99 aligned (2,000 real FER2013 faces), and some as little as 0.35
-before. On the real FER2013 export + CK+48 it adds 2,415 pairs; the 48 least similar of those
+before. On the real FER2013 export + CK+48 it adds 2,439 pairs; the 48 least similar of those
 at 0.96-0.966 and the 48 that correlate least before the alignment (0.36-0.47) are every one the
 same photograph by eye, re-cropped, shifted or watermarked, a third of them across splits.
 """
@@ -343,25 +344,66 @@ def duplicate_pairs(keys: pa.Table, options: DedupOptions) -> dict[str, np.ndarr
         np.zeros((0, 2), np.int64)
     thumbs = thumbnails(keys) if options.hash_correlation > 0 or options.verify_neighbours \
         else None
-    unconfirmed = []  # near hashes whose thumbnails disagree: left to tier 2's checks
     for kind in HASH_KINDS:
         radius = options.eq_threshold if kind == "source_phash_eq" else options.threshold
         if kind == "phash" and _same_hashes(keys, "phash", "source_phash"):
             continue  # every face is its whole source (pre-cropped sets): the same pairs
         found[kind] = _near(keys, kind, radius, options.include_flips)
-        if thumbs is not None and options.hash_correlation > 0:
-            pairs, flat = found[kind], thumbs.inv_std == 0
-            # two flat thumbnails correlate with nothing: for them the hashes decide
-            agree = (correlation(thumbs, pairs) >= options.hash_correlation) \
-                | (flat[pairs[:, 0]] & flat[pairs[:, 1]])
-            unconfirmed.append(pairs[~agree])
-            found[kind] = pairs[agree]
+    unconfirmed = np.zeros((0, 2), np.int64)  # near hashes the thumbnails reject: tier 2 sees them
+    if thumbs is not None and options.hash_correlation > 0:
+        near = _unique([found[k] for k in HASH_KINDS if k in found])
+        agree, unconfirmed = _thumbnails_agree(keys, thumbs, found["exact"], near, options)
+        for kind in HASH_KINDS:
+            if kind in found:
+                found[kind] = found[kind][_member(found[kind], agree, n)]
     found.setdefault("phash", found["source_phash"])
     if options.verify_neighbours:
-        found.update(_verified(keys, thumbs, _unique(list(found.values())),
-                               _unique(unconfirmed), options))
+        found.update(_verified(keys, thumbs, _unique(list(found.values())), unconfirmed,
+                               options))
     return {key: found[key] for key in ("exact", *HASH_KINDS, *TIER2_KEYS)
             if key in found}
+
+
+def _thumbnails_agree(keys: pa.Table, thumbs: Thumbs, exact: np.ndarray, near: np.ndarray,
+                      options: DedupOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Of the near-hash pairs (unique, sorted), those whose thumbnails correlate at
+    hash_correlation (or are both flat: they correlate with nothing, the hash decides) and
+    those whose thumbnails disagree. Only pairs that could still join two clusters are checked:
+    in rounds of growing size over the pairs in a seeded random order, a pair whose faces the
+    exact and confirmed pairs of earlier rounds already join changes no cluster and is left
+    out of both (100,000 stress faces, 26 copies of each picture: the whole index in 32 s
+    instead of 45 s with every pair checked, the same clusters). Pairs of one subject's posed
+    expressions, which build_index forgets, join nothing in the rounds either."""
+    n = keys.num_rows
+    labels = np.array(keys.column("label").to_pylist(), dtype=object) \
+        if "label" in keys.column_names else np.zeros(n, object)
+    subjects = keys.column("subject_id").to_pylist() if "subject_id" in keys.column_names \
+        else [None] * n
+    joining = [_drop_posed_expressions(exact, labels, subjects)]
+    agree, disagree = np.zeros(len(near), bool), np.zeros(len(near), bool)
+    flat = thumbs.inv_std == 0
+    # a seeded random order: each round samples every group's pairs, whatever the row layout
+    order = np.random.default_rng(0).permutation(len(near))
+    start, size = 0, 1 << 16
+    while start < len(near):
+        part = order[start:start + size]
+        cluster = clusters(n, np.concatenate(joining))
+        part = part[cluster[near[part, 0]] != cluster[near[part, 1]]]
+        pairs = near[part]
+        ok = (correlation(thumbs, pairs) >= options.hash_correlation) \
+            | (flat[pairs[:, 0]] & flat[pairs[:, 1]])
+        agree[part[ok]], disagree[part[~ok]] = True, True
+        joining.append(_drop_posed_expressions(pairs[ok], labels, subjects))
+        start, size = start + size, size * 2
+    return near[agree], near[disagree]
+
+
+def _member(pairs: np.ndarray, of: np.ndarray, n: int) -> np.ndarray:
+    """Whether each pair is one of `of` (unique, sorted pairs of indices below n)."""
+    codes = of[:, 0] * n + of[:, 1]
+    wanted = pairs[:, 0] * n + pairs[:, 1]
+    at = np.minimum(np.searchsorted(codes, wanted), max(len(codes) - 1, 0))
+    return codes[at] == wanted if len(codes) else np.zeros(len(pairs), bool)
 
 
 def _same_hashes(keys: pa.Table, a: str, b: str) -> bool:
