@@ -169,14 +169,15 @@ class DedupOptions:
     # the same for the equalized-source hash; beyond it only verified (tier 2). Tuned on real
     # FER2013 + CK+48 + a repackage (bench/leaks.py): at 4, pairs of different people joined
     eq_threshold: int = 2
-    # ... and, hash pairs but byte-identical ones, when their thumbnails correlate at this or
-    # more (0: hashes alone); below it a pair is a tier-2 candidate like any other. Hashes that
-    # near can belong to different people: on real FER2013 + CK+48, 61 of the 5,426 crop-hash
-    # pairs correlate under 0.8, every one of the lowest 36 two different pictures by eye; at a
-    # million faces (the 1M stress set, 27 copies of each face) such pairs chained 2,882
-    # pictures (77,506 faces) into one cluster, and pairs at 0.80-0.90 were still different
-    # people or one CK+ subject's different frames
-    hash_correlation: float = 0.9
+    # ... and near-hash pairs (not byte-identical ones) join only where their thumbnails
+    # correlate at this or more (0: the hashes alone); below it a pair is a tier-2 candidate
+    # like any other. Hashes that near can belong to different people: on real FER2013 +
+    # CK+48, 62 of the 5,426 crop-hash pairs correlate under 0.8, every one of the lowest 36
+    # two different pictures by eye, while nearly all at 0.8-0.9 are one picture (FER2013's
+    # repeats, some under conflicting labels). At 0.9, 30 rather than 2 of bench/leaks.py's
+    # 37,758 planted re-encoded or contrast-changed copies were missed (JPEG noise, equalized,
+    # lowers their correlation to 0.57-0.89)
+    hash_correlation: float = 0.8
     include_flips: bool = True
     verify_neighbours: int = 16  # tier 2: each face's most thumbnail-correlated faces outside
     # its tier-1 cluster that are verified (and as many of its mirror image's; 0: no tier 2).

@@ -325,7 +325,8 @@ def dataset_card(options: PublishOptions, counts: dict[str, dict[str, int]],
     pairs = card.get("duplicate_pairs", {})
     if pairs:
         lines += ["", "Duplicate pairs found, by the key that found them (a pair can be found by "
-                  "several):", ""]
+                  "several; a near-hash pair is counted where its thumbnails were checked, i.e. "
+                  "where it could still join two clusters):", ""]
         lines += [f"- {KEY_KINDS.get(key, key)} (`{key}`): {n:,}" for key, n in pairs.items()]
     lines += ["", "## Configuration", "", "```json",
               json.dumps({"publish": asdict(options), **card.get("config", {})}, indent=2,

@@ -43,6 +43,10 @@ class DedupConfig(Config):
     eq_threshold: int = Field(
         DedupOptions.eq_threshold, description="The same for the histogram-equalized source's "
         "pHash; further matches need the second tier's check.")
+    hash_correlation: float = Field(
+        DedupOptions.hash_correlation, description="Near pHashes join two faces only when "
+        "their thumbnails also correlate at this (0: the hashes alone); other near-hash pairs "
+        "go to the second tier's checks.")
     include_flips: bool = Field(DedupOptions.include_flips,
                                 description="Also match horizontally mirrored copies.")
     conflict_policy: Literal["drop_all", "keep_majority"] = Field(
