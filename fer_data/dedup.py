@@ -174,10 +174,13 @@ class DedupOptions:
     # like any other. Hashes that near can belong to different people: on real FER2013 +
     # CK+48, 62 of the 5,426 crop-hash pairs correlate under 0.8, every one of the lowest 36
     # two different pictures by eye, while nearly all at 0.8-0.9 are one picture (FER2013's
-    # repeats, some under conflicting labels). At 0.9, 30 rather than 2 of bench/leaks.py's
-    # 37,758 planted re-encoded or contrast-changed copies were missed (JPEG noise, equalized,
-    # lowers their correlation to 0.57-0.89)
-    hash_correlation: float = 0.8
+    # repeats, some under conflicting labels). Off by default: in bench/leaks.py at 0.8, 16
+    # rather than 2 of 37,758 planted contrast-changed and re-encoded copies were missed (JPEG
+    # noise, equalized, lowers their correlation to 0.57-0.79) and 4 training rows had a
+    # val/test twin within 2 bits of imagehash (0 without); at 0.9, 30 missed. At a million
+    # faces (bench/scale.py, 26 copies of each picture) the hashes alone chain 2,882 pictures
+    # into one cluster, and 0.9 breaks that chain, at the price above
+    hash_correlation: float = 0.0
     include_flips: bool = True
     verify_neighbours: int = 16  # tier 2: each face's most thumbnail-correlated faces outside
     # its tier-1 cluster that are verified (and as many of its mirror image's; 0: no tier 2).

@@ -333,9 +333,10 @@ def test_copies_from_differently_processed_exports_are_found_from_the_source():
 
 
 def test_near_hashes_join_only_where_the_thumbnails_agree():
-    """Hashes within the threshold are not enough: two different pictures whose hashes collide
-    (as some real FER2013 faces of different people do) stay apart unless their thumbnails
-    agree; a re-encoded copy still joins through its hash, and so do two flat pictures."""
+    """With hash_correlation, hashes within the threshold are not enough: two different
+    pictures whose hashes collide (as some real FER2013 faces of different people do) stay
+    apart unless their thumbnails agree; a re-encoded copy still joins through its hash, and so
+    do two flat pictures. Without it (the default) the hashes alone decide."""
     import cv2
 
     a, b = smooth_faces(2, seed=31)
@@ -346,11 +347,12 @@ def test_near_hashes_join_only_where_the_thumbnails_agree():
         values = rows.column(column).to_pylist()
         rows = rows.set_column(rows.column_names.index(column), column,
                                pa.array([values[0], values[0], *values[2:]], pa.int64()))
-    assert correlation(thumbnails(rows), np.array([[0, 1]]))[0] < DedupOptions().hash_correlation
-    cluster = build_index(rows, DedupOptions()).index.column("cluster_id").to_pylist()
+    gated = DedupOptions(hash_correlation=0.8)
+    assert correlation(thumbnails(rows), np.array([[0, 1]]))[0] < gated.hash_correlation
+    cluster = build_index(rows, gated).index.column("cluster_id").to_pylist()
     assert cluster[0] == cluster[2] and cluster[3] == cluster[4]
     assert cluster[0] != cluster[1]
-    hashes_alone = build_index(rows, DedupOptions(hash_correlation=0)).index
+    hashes_alone = build_index(rows, DedupOptions()).index
     assert len(set(hashes_alone.column("cluster_id").to_pylist()[:3])) == 1
 
 
