@@ -40,7 +40,7 @@ is confirmed when the thumbnails correlate at `registered_correlation` once the 
 onto the other by a shift and a scale per axis of a few pixels (tier 2, `registered`;
 registration.py): a copy shifted or re-cropped by 1-2 px of a 48 px face correlates at a median
 0.85 pixel for pixel, 0.99 aligned (2,000 real FER2013 faces), and some as little as 0.35
-before. On the real FER2013 export + CK+48 it adds 2,439 pairs; the 48 least similar of those
+before. On the real FER2013 export + CK+48 it adds 2,415 pairs; the 48 least similar of those
 at 0.96-0.966 and the 48 that correlate least before the alignment (0.36-0.47) are every one the
 same photograph by eye, re-cropped, shifted or watermarked, a third of them across splits.
 """
