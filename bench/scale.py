@@ -194,10 +194,10 @@ def copies_found(layout: StorageLayout, work: Path) -> dict:
     ids = index.column("image_id").to_pylist()
     cluster = dict(zip(ids, index.column("cluster_id").to_pylist(), strict=True))
     manifest = pq.read_table(work / "manifest.parquet").to_pylist()
+    missed_rows = [row for row in manifest if cluster[row["image_id"]] != cluster[row["origin_id"]]]
     missed: dict[str, int] = {}
-    for row in manifest:
-        if cluster[row["image_id"]] != cluster[row["origin_id"]]:
-            missed[row["perturbation"]] = missed.get(row["perturbation"], 0) + 1
+    for row in missed_rows:
+        missed[row["perturbation"]] = missed.get(row["perturbation"], 0) + 1
     origin = {row["image_id"]: row["origin_id"] for row in manifest}
     pictures: dict[int, set] = {}
     for face in ids:
@@ -206,8 +206,7 @@ def copies_found(layout: StorageLayout, work: Path) -> dict:
     sizes = np.bincount(np.array(list(cluster.values())))
     return {"planted": len(manifest), "missed": sum(missed.values()),
             "missed_by_perturbation": missed,
-            "missed_origins": len({row["origin_id"] for row in manifest
-                                   if cluster[row["image_id"]] != cluster[row["origin_id"]]}),
+            "missed_origins": len({row["origin_id"] for row in missed_rows}),
             "largest_cluster_faces": int(sizes.max()),
             "most_pictures_in_a_cluster": int(per.max()),
             "clusters_joining_over_10_pictures": int((per > 10).sum()),

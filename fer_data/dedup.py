@@ -61,6 +61,7 @@ import pyarrow.compute as pc
 
 from fer_data import schema
 from fer_data.hash_search import (
+    best_per_pair,
     clusters,
     group_pairs,
     mirrored_pairs,
@@ -357,9 +358,11 @@ def duplicate_pairs(keys: pa.Table, options: DedupOptions) -> dict[str, np.ndarr
     if thumbs is not None and options.hash_correlation > 0:
         near = _unique([found[k] for k in HASH_KINDS if k in found])
         agree, unconfirmed = _thumbnails_agree(keys, thumbs, found["exact"], near, options)
+        confirmed = agree[:, 0] * n + agree[:, 1]
         for kind in HASH_KINDS:
             if kind in found:
-                found[kind] = found[kind][_member(found[kind], agree, n)]
+                found[kind] = found[kind][np.isin(found[kind][:, 0] * n + found[kind][:, 1],
+                                                  confirmed)]
     found.setdefault("phash", found["source_phash"])
     if options.verify_neighbours:
         found.update(_verified(keys, thumbs, _unique(list(found.values())), unconfirmed,
@@ -402,14 +405,6 @@ def _thumbnails_agree(keys: pa.Table, thumbs: Thumbs, exact: np.ndarray, near: n
     return near[agree], near[disagree]
 
 
-def _member(pairs: np.ndarray, of: np.ndarray, n: int) -> np.ndarray:
-    """Whether each pair is one of `of` (unique, sorted pairs of indices below n)."""
-    codes = of[:, 0] * n + of[:, 1]
-    wanted = pairs[:, 0] * n + pairs[:, 1]
-    at = np.minimum(np.searchsorted(codes, wanted), max(len(codes) - 1, 0))
-    return codes[at] == wanted if len(codes) else np.zeros(len(pairs), bool)
-
-
 def _same_hashes(keys: pa.Table, a: str, b: str) -> bool:
     return all(np.array_equal(_hashes(keys, a + m), _hashes(keys, b + m)) for m in ("", "_mirror"))
 
@@ -436,12 +431,9 @@ def _verified(keys: pa.Table, thumbs: Thumbs, tier1: np.ndarray, unconfirmed: np
                                         options.include_flips)
     unconfirmed = unconfirmed[joined[unconfirmed[:, 0]] != joined[unconfirmed[:, 1]]]
     if len(unconfirmed):
-        both = np.concatenate([candidates, unconfirmed])
-        score = np.concatenate([score, correlation(thumbs, unconfirmed)])
-        order = np.lexsort((-score, both[:, 1], both[:, 0]))  # per pair, the best score first
-        both, score = both[order], score[order]
-        first = np.r_[True, np.any(both[1:] != both[:-1], axis=1)]
-        candidates, score = both[first], score[first]
+        candidates, score = best_per_pair(
+            np.concatenate([candidates, unconfirmed]),
+            np.concatenate([score, correlation(thumbs, unconfirmed)]), keys.num_rows)
     candidates = _best_per_cluster_pair(candidates, score, joined)
     plain = correlation(thumbs, candidates)
     verified = plain >= options.min_correlation

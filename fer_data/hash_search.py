@@ -73,6 +73,18 @@ def unique_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
     return np.stack([codes // n, codes % n], axis=1)
 
 
+def best_per_pair(pairs: np.ndarray, score: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unordered pairs of indices below n, made unique (i < j, sorted), each with the best of
+    its scores."""
+    code = np.minimum(pairs[:, 0], pairs[:, 1]).astype(np.int64) * n \
+        + np.maximum(pairs[:, 0], pairs[:, 1])
+    order = np.lexsort((-score, code))  # by pair, the best score first
+    code, score = code[order], score[order]
+    first = np.r_[True, code[1:] != code[:-1]][:len(code)]
+    code, score = code[first], score[first]
+    return np.stack([code // n, code % n], axis=1), score
+
+
 def _members(of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Indices grouped by value id (order) and each id's start in it (CSR)."""
     order = np.argsort(of, kind="stable")

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fer_data.hash_search import best_per_pair
+
 DIMS = 64  # projected dimensions
 PROBES = 24  # cells each face is compared with (8: 5-6 of the 2,312 overlaid copies in
 # bench/leaks.py that correlate with their origin at 0.8+ were not candidates, 12: 2-3, 24: 0-1)
@@ -127,12 +129,7 @@ def neighbour_pairs(thumbs: Thumbs, groups: np.ndarray, k: int, floor: float, fl
         found.append((place[np.repeat(np.arange(m), k)[keep]], place[best_index[keep]],
                       best_score[keep]))
     i, j, score = (np.concatenate(parts) for parts in zip(*found, strict=True))
-    code = np.minimum(i, j) * n + np.maximum(i, j)
-    order = np.lexsort((-score, code))  # by pair, the best score first
-    code, score = code[order], score[order]
-    first = np.r_[True, code[1:] != code[:-1]][:len(code)]
-    code, score = code[first], score[first]
-    return np.stack([code // n, code % n], axis=1), score
+    return best_per_pair(np.stack([i, j], axis=1), score, n)
 
 
 def representatives(points: np.ndarray, flipped: np.ndarray | None,
