@@ -186,11 +186,14 @@ def run_step(asset: str, env: dict) -> dict:
             "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
 
 
-def copies_found(layout: StorageLayout, work: Path) -> dict:
+def copies_found(layout: StorageLayout, work: Path, real: StorageLayout) -> dict:
     """Against the manifest: the planted copies outside their origin's cluster, and how many
     pictures (origins: a real face with its copies) each cluster joins. Real FER2013 repeats
-    some photographs, so a few pictures per cluster are expected; dozens are false joins."""
-    index = read_table(layout.table("face_index", "all"), columns=["image_id", "cluster_id"])
+    some photographs, so a few pictures per cluster are expected; dozens are false joins. The
+    same count with each origin's cluster in the real pipeline's face_index in place of the
+    origin (`real_pictures`) counts those repeats once."""
+    index = read_table(layout.table("face_index", "all"),
+                       columns=["image_id", "source_path", "cluster_id"])
     ids = index.column("image_id").to_pylist()
     cluster = dict(zip(ids, index.column("cluster_id").to_pylist(), strict=True))
     manifest = pq.read_table(work / "manifest.parquet").to_pylist()
@@ -204,12 +207,23 @@ def copies_found(layout: StorageLayout, work: Path) -> dict:
         pictures.setdefault(cluster[face], set()).add(origin.get(face, face))
     per = np.array([len(p) for p in pictures.values()])
     sizes = np.bincount(np.array(list(cluster.values())))
+    real_index = read_table(real.table("face_index", "all"),
+                            columns=["dataset", "source_path", "cluster_id"]).to_pylist()
+    real_cluster = {f"{r['dataset']}/{r['source_path']}": r["cluster_id"] for r in real_index}
+    path = dict(zip(ids, index.column("source_path").to_pylist(), strict=True))
+    real_pictures: dict[int, set] = {}
+    for face in ids:
+        real_pictures.setdefault(cluster[face], set()).add(
+            real_cluster[path[origin.get(face, face)]])
+    per_real = np.array([len(p) for p in real_pictures.values()])
     return {"planted": len(manifest), "missed": sum(missed.values()),
             "missed_by_perturbation": missed,
             "missed_origins": len({row["origin_id"] for row in missed_rows}),
             "largest_cluster_faces": int(sizes.max()),
             "most_pictures_in_a_cluster": int(per.max()),
             "clusters_joining_over_10_pictures": int((per > 10).sum()),
+            "most_real_pictures_in_a_cluster": int(per_real.max()),
+            "clusters_joining_over_10_real_pictures": int((per_real > 10).sum()),
             "pictures_per_cluster": {str(k): int(v) for k, v in
                                      zip(*np.unique(np.minimum(per, 11), return_counts=True),
                                          strict=True)}}
@@ -255,7 +269,7 @@ def main() -> None:
         return
     steps = {asset: run_step(asset, env) for asset in ("face_index", "splits", "curated_dataset")}
     total = sum(s["seconds"] for s in steps.values())
-    found = copies_found(layout, work)
+    found = copies_found(layout, work, real)
     peer = imagededup_ratio(real, args.real / "raw" / "fer2013", args.imagededup)
     result = {"faces": stress["faces"], "steps": steps, "total_seconds": round(total, 1),
               "peak_rss_gib": max(s["peak_rss_gib"] for s in steps.values()),
