@@ -23,33 +23,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from common import REPO, real_pipeline
+from scale import PARTITION, pictures_per_cluster, real_picture_of
 
 from fer_data.datasets import keeper_priority
 from fer_data.dedup import INDEX_COLUMNS, DedupOptions, correlation, duplicate_pairs, thumbnails
 from fer_data.hash_search import clusters
 from fer_data.storage import StorageLayout, read_table
 
-PARTITION = "affectnet"  # where bench/scale.py writes its stress set
 RESULTS = REPO / "bench" / "results" / "chain.json"
-
-
-def real_picture_of(faces, manifest: Path, real: StorageLayout) -> np.ndarray:
-    """Each stress face's real picture: its origin's cluster in the real pipeline's index."""
-    real_index = read_table(real.table("face_index", "all"),
-                            columns=["dataset", "source_path", "cluster_id"]).to_pylist()
-    cluster = {f"{r['dataset']}/{r['source_path']}": r["cluster_id"] for r in real_index}
-    ids = faces.column("image_id").to_pylist()
-    path = dict(zip(ids, faces.column("source_path").to_pylist(), strict=True))
-    origin = dict(zip(*(pq.read_table(manifest).column(c).to_pylist()
-                        for c in ("image_id", "origin_id")), strict=True))
-    return np.array([cluster[path[origin.get(i, i)]] for i in ids])
-
-
-def most_pictures(n: int, pairs: np.ndarray, picture: np.ndarray) -> int:
-    """The most distinct real pictures any cluster of `pairs` joins."""
-    cluster = clusters(n, pairs)
-    distinct = np.unique(cluster * (int(picture.max()) + 1) + picture)
-    return int(np.bincount(distinct // (int(picture.max()) + 1)).max())
 
 
 def main() -> None:
@@ -63,7 +44,14 @@ def main() -> None:
     faces = read_table(layout.table("face_crops", PARTITION), columns=INDEX_COLUMNS)
     faces = faces.slice(0, args.faces or faces.num_rows)
     n = faces.num_rows
-    picture = real_picture_of(faces, args.work / "manifest.parquet", real)
+    manifest = pq.read_table(args.work / "manifest.parquet", columns=["image_id", "origin_id"])
+    origin = dict(zip(*(manifest.column(c).to_pylist() for c in manifest.column_names),
+                      strict=True))
+    picture = real_picture_of(faces, origin, real)
+
+    def most_pictures(pairs: np.ndarray) -> int:
+        return int(pictures_per_cluster(clusters(n, pairs), picture).max())
+
     start = time.perf_counter()
     found = duplicate_pairs(faces, DedupOptions(dataset_priority=keeper_priority()))
     seconds = time.perf_counter() - start
@@ -83,10 +71,10 @@ def main() -> None:
                                                      np.quantile(score, [0, .25, .5, .75, 1])]
                      if len(score) else [],
                      "most_pictures_without_its_cross_edges": most_pictures(
-                         n, np.concatenate([*others, kept]), picture)}
+                         np.concatenate([*others, kept]))}
     result = {"faces": n, "duplicate_pairs_seconds": round(seconds, 1),
               "largest_cluster_faces": int((cluster == largest).sum()),
-              "most_pictures": most_pictures(n, every, picture), "by_key": rows}
+              "most_pictures": most_pictures(every), "by_key": rows}
     print(f"{n:,} faces, duplicate_pairs {seconds:.0f} s; largest cluster "
           f"{result['largest_cluster_faces']:,} faces of {result['most_pictures']:,} real pictures")
     print(f"{'key':16s} {'edges':>9s} {'cross':>8s}  {'corr min/q1/median/q3/max':34s} without")

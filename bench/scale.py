@@ -186,12 +186,29 @@ def run_step(asset: str, env: dict) -> dict:
             "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
 
 
+def real_picture_of(faces: pa.Table, origin: dict[str, str], real: StorageLayout) -> np.ndarray:
+    """Each stress face's real picture: its origin's (`origin`: copy -> origin image_id, from
+    the manifest) cluster in the real pipeline's face_index, so FER2013's own repeats of one
+    photograph count once. `faces` holds image_id and source_path."""
+    real_index = read_table(real.table("face_index", "all"),
+                            columns=["dataset", "source_path", "cluster_id"]).to_pylist()
+    cluster = {f"{r['dataset']}/{r['source_path']}": r["cluster_id"] for r in real_index}
+    ids = faces.column("image_id").to_pylist()
+    path = dict(zip(ids, faces.column("source_path").to_pylist(), strict=True))
+    return np.array([cluster[path[origin.get(i, i)]] for i in ids])
+
+
+def pictures_per_cluster(cluster: np.ndarray, picture: np.ndarray) -> np.ndarray:
+    """How many distinct pictures each cluster id joins (0 for ids no face has)."""
+    span = int(picture.max()) + 1
+    return np.bincount(np.unique(cluster.astype(np.int64) * span + picture) // span)
+
+
 def copies_found(layout: StorageLayout, work: Path, real: StorageLayout) -> dict:
     """Against the manifest: the planted copies outside their origin's cluster, and how many
     pictures (origins: a real face with its copies) each cluster joins. Real FER2013 repeats
     some photographs, so a few pictures per cluster are expected; dozens are false joins. The
-    same count with each origin's cluster in the real pipeline's face_index in place of the
-    origin (`real_pictures`) counts those repeats once."""
+    same count in real pictures (`real_picture_of`) counts those repeats once."""
     index = read_table(layout.table("face_index", "all"),
                        columns=["image_id", "source_path", "cluster_id"])
     ids = index.column("image_id").to_pylist()
@@ -207,15 +224,8 @@ def copies_found(layout: StorageLayout, work: Path, real: StorageLayout) -> dict
         pictures.setdefault(cluster[face], set()).add(origin.get(face, face))
     per = np.array([len(p) for p in pictures.values()])
     sizes = np.bincount(np.array(list(cluster.values())))
-    real_index = read_table(real.table("face_index", "all"),
-                            columns=["dataset", "source_path", "cluster_id"]).to_pylist()
-    real_cluster = {f"{r['dataset']}/{r['source_path']}": r["cluster_id"] for r in real_index}
-    path = dict(zip(ids, index.column("source_path").to_pylist(), strict=True))
-    real_pictures: dict[int, set] = {}
-    for face in ids:
-        real_pictures.setdefault(cluster[face], set()).add(
-            real_cluster[path[origin.get(face, face)]])
-    per_real = np.array([len(p) for p in real_pictures.values()])
+    per_real = pictures_per_cluster(index.column("cluster_id").to_numpy(),
+                                    real_picture_of(index, origin, real))
     return {"planted": len(manifest), "missed": sum(missed.values()),
             "missed_by_perturbation": missed,
             "missed_origins": len({row["origin_id"] for row in missed_rows}),
