@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from common import REPO, real_pipeline
-from scale import PARTITION, pictures_per_cluster, real_picture_of
+from common import REPO
+from scale import PARTITION, pictures_per_cluster, real_picture_of, real_with_index
 
 from fer_data.datasets import keeper_priority
 from fer_data.dedup import INDEX_COLUMNS, DedupOptions, correlation, duplicate_pairs, thumbnails
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=0, help="only the first this many (0: all)")
     parser.add_argument("--save-edges", type=Path, help="write the edges by key to this .npz")
     args = parser.parse_args()
-    real, _ = real_pipeline(args.real, [])
+    real = real_with_index(args.real)
     layout = StorageLayout.from_env(storage_dir=str(args.work / "storage"))
     faces = read_table(layout.table("face_crops", PARTITION), columns=INDEX_COLUMNS)
     faces = faces.slice(0, args.faces or faces.num_rows)

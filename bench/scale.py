@@ -186,6 +186,15 @@ def run_step(asset: str, env: dict) -> dict:
             "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
 
 
+def real_with_index(work: Path) -> StorageLayout:
+    """The real pipeline's face_crops (bench/common.real_pipeline) and its face_index, which
+    real_picture_of reads, materialized where a previous run did not leave one."""
+    real, _ = real_pipeline(work, [])
+    if not Path(real.table("face_index", "all")).exists():
+        real, _ = real_pipeline(work, ["face_index"])
+    return real
+
+
 def real_picture_of(faces: pa.Table, origin: dict[str, str], real: StorageLayout) -> np.ndarray:
     """Each stress face's real picture: its origin's (`origin`: copy -> origin image_id, from
     the manifest) cluster in the real pipeline's face_index, so FER2013's own repeats of one
@@ -264,7 +273,7 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true", help="stop after the stress set")
     args = parser.parse_args()
 
-    real, _ = real_pipeline(args.real, [])
+    real = real_with_index(args.real)
     work = args.work
     env = {**os.environ, "DAGSTER_HOME": str(work / "home"), "FER_RAW_DIR": str(work / "raw"),
            "FER_STORAGE_DIR": str(work / "storage"), "FER_CURATED_DIR": str(work / "curated")}
