@@ -191,7 +191,7 @@ def real_with_index(work: Path) -> StorageLayout:
     real_picture_of reads, materialized where a previous run did not leave one."""
     real, _ = real_pipeline(work, [])
     if not Path(real.table("face_index", "all")).exists():
-        real, _ = real_pipeline(work, ["face_index"])
+        real_pipeline(work, ["face_index"])
     return real
 
 
@@ -228,13 +228,12 @@ def copies_found(layout: StorageLayout, work: Path, real: StorageLayout) -> dict
     for row in missed_rows:
         missed[row["perturbation"]] = missed.get(row["perturbation"], 0) + 1
     origin = {row["image_id"]: row["origin_id"] for row in manifest}
-    pictures: dict[int, set] = {}
-    for face in ids:
-        pictures.setdefault(cluster[face], set()).add(origin.get(face, face))
-    per = np.array([len(p) for p in pictures.values()])
-    sizes = np.bincount(np.array(list(cluster.values())))
-    per_real = pictures_per_cluster(index.column("cluster_id").to_numpy(),
-                                    real_picture_of(index, origin, real))
+    cluster_ids = index.column("cluster_id").to_numpy()
+    own_picture = np.unique([origin.get(face, face) for face in ids], return_inverse=True)[1]
+    per = pictures_per_cluster(cluster_ids, own_picture)
+    per = per[per > 0]
+    sizes = np.bincount(cluster_ids)
+    per_real = pictures_per_cluster(cluster_ids, real_picture_of(index, origin, real))
     return {"planted": len(manifest), "missed": sum(missed.values()),
             "missed_by_perturbation": missed,
             "missed_origins": len({row["origin_id"] for row in missed_rows}),
