@@ -10,24 +10,29 @@ export FER_RAW_DIR ?= $(CURDIR)/raw
 export FER_CURATED_DIR ?= $(CURDIR)/curated
 UI_PORT ?= 3000
 
-.PHONY: run test ui lint bench samples figures clean install worker
+.PHONY: run test ui lint lock bench samples figures clean install worker
 
 install: $(STAMP)
 
 # `make run` installs what running needs; `make test` adds the test extras (browser driver, S3
 # and Kubernetes clients, Celery + Redis client). facenet-pytorch 2.6.0 pins torch<2.3 and
 # numpy<2 in its metadata but runs on current releases of both, so it goes in after the
-# project, without its dependencies.
-$(STAMP): pyproject.toml
+# project, without its dependencies. constraints.txt pins every package to the versions the
+# tests last passed with (a new OpenCV or NumPy release must not change a run's results);
+# `make lock` rewrites it from this venv.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -c constraints.txt -e .
 	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
-$(DEV_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(DEV_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(DEV_STAMP)
+
+lock: $(DEV_STAMP)
+	$(PY) -m pip freeze --exclude-editable > constraints.txt
 
 run: $(STAMP)
 	$(PY) -m fer_data.instance >/dev/null
@@ -43,7 +48,7 @@ ui: $(STAMP)
 
 # a Celery worker for FER_EXECUTOR=celery runs (README "Past one machine"); QUEUES=gpu on a GPU box
 worker: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[cluster]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[cluster]'
 	$(PY) -m fer_data.worker --queues $(or $(QUEUES),dagster,gpu)
 
 samples: $(STAMP)
