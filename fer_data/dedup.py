@@ -38,9 +38,11 @@ where the next of 21,738 same-label candidates reaches 0.938). Last, a same-labe
 that correlates at `registered_floor` or more and that all of the above left in another cluster
 is confirmed when the thumbnails correlate at `registered_correlation` once the one is aligned
 onto the other by a shift and a scale per axis of a few pixels (tier 2, `registered`;
-registration.py): a copy shifted or re-cropped by 1-2 px of a 48 px face correlates at a median
-0.85 pixel for pixel, 0.99 aligned (2,000 real FER2013 faces), and some as little as 0.35
-before. On the real FER2013 export + CK+48 it adds 2,415 pairs; the 48 least similar of those
+registration.py; between two clusters only the 4 candidates with the best correlation over
+whole-pixel shifts are aligned, the alignment costing milliseconds a pair): a copy shifted
+or re-cropped by 1-2 px of a 48 px face correlates at a median 0.85 pixel for pixel, 0.99
+aligned (2,000 real FER2013 faces), and some as little as 0.35 before. On the real FER2013
+export + CK+48 it adds 2,415 pairs; the 48 least similar of those
 at 0.96-0.966 and the 48 that correlate least before the alignment (0.36-0.47) are every one the
 same photograph by eye, re-cropped, shifted or watermarked, a third of them across splits.
 """
@@ -71,7 +73,7 @@ from fer_data.hash_search import (
 )
 from fer_data.neighbours import Thumbs, mirrored, neighbour_pairs
 from fer_data.phash import phash_batch, quarter_hashes, to_gray
-from fer_data.registration import registered_correlation
+from fer_data.registration import registered_correlation, shifted_correlation
 
 # The split a duplicate cluster keeps when its members came from different splits.
 SPLIT_PROTECTION = {"test": 3, "val": 2, "train": 1, None: 0}
@@ -91,7 +93,8 @@ NEIGHBOUR_MARGIN = 0.15
 # look-alike, and one verified pair merges them
 PER_CLUSTER_PAIR = 8
 REGISTERED_PER_CLUSTER_PAIR = 4  # ... of which the registered tier aligns the best this many
-# (by plain correlation; 100k faces of the stress set: 2 left 49 planted copies apart, 4 43)
+# (100k faces of the stress set, ranked by plain correlation: 2 left 49 planted copies apart,
+# 4 43; ranked by the best correlation over whole-pixel shifts, at 1M, 335 instead of 469)
 REGISTERED_BORDER = 3  # thumbnail pixels the registered correlation leaves out at each edge
 DEDUP_METADATA = "fer_data.dedup"  # Parquet key of the options face_index ran with
 PAIRS_METADATA = "fer_data_counts.duplicate_pairs"  # ... and of the pairs each key found
@@ -419,7 +422,7 @@ def _verified(keys: pa.Table, thumbs: Thumbs, tier1: np.ndarray, unconfirmed: np
     robust_correlation (`robust`), or else at band_floor and at min_correlation outside their
     most different band (`band`); or, same label, at registered_floor, in clusters the others
     left apart, at registered_correlation once aligned (`registered`; the best
-    REGISTERED_PER_CLUSTER_PAIR per pair of those clusters)."""
+    REGISTERED_PER_CLUSTER_PAIR per pair of those clusters by `shifted_pairs`)."""
     labels = np.array(keys.column("label").to_pylist(), dtype=object) \
         if "label" in keys.column_names else None
     if labels is not None and "subject_id" in keys.column_names:  # as build_index parts them
@@ -456,7 +459,13 @@ def _verified(keys: pa.Table, thumbs: Thumbs, tier1: np.ndarray, unconfirmed: np
     joined = clusters(keys.num_rows, np.concatenate([tier1, *found.values()]))
     left = np.flatnonzero(same & ~verified & (plain >= options.registered_floor)
                           & (joined[candidates[:, 0]] != joined[candidates[:, 1]]))
-    left = left[_best_per_cluster_pair(candidates[left], plain[left], joined,
+    # where a pair of clusters offers more candidates than are aligned, the best by a
+    # shift-tolerant correlation: by plain correlation a shifted copy's origin ranked 5th or
+    # lower among its other perturbed copies for 67 of 123 missed 1M-set copies (17 by this)
+    rank = plain[left].copy()
+    crowded = _cluster_pair_sizes(candidates[left], joined) > REGISTERED_PER_CLUSTER_PAIR
+    rank[crowded] = shifted_pairs(thumbs, candidates[left[crowded]], options)
+    left = left[_best_per_cluster_pair(candidates[left], rank, joined,
                                        REGISTERED_PER_CLUSTER_PAIR, positions=True)]
     score = registered_pairs(thumbs, candidates[left], options)
     found["registered"] = candidates[left[score >= options.registered_correlation]]
@@ -476,6 +485,21 @@ def registered_pairs(thumbs: Thumbs, pairs: np.ndarray, options: DedupOptions,
         out[start:start + block] = registered_correlation(
             a, [b, mirrored(b, THUMB_SIDE)] if options.include_flips else [b],
             options.registered_shift, options.registered_scale, REGISTERED_BORDER)
+    return out
+
+
+def shifted_pairs(thumbs: Thumbs, pairs: np.ndarray, options: DedupOptions,
+                  block: int = 16384) -> np.ndarray:
+    """Each pair's best thumbnail correlation over whole-pixel shifts of up to registered_shift
+    (registration.shifted_correlation), the better of as-is and mirrored with include_flips."""
+    out = np.zeros(len(pairs), np.float32)
+    shift = min(int(options.registered_shift), REGISTERED_BORDER)
+    for start in range(0, len(pairs), block):
+        part = pairs[start:start + block]
+        a, b = thumbs.standard(part[:, 0]), thumbs.standard(part[:, 1])
+        out[start:start + block] = shifted_correlation(
+            a, [b, mirrored(b, THUMB_SIDE)] if options.include_flips else [b], shift,
+            REGISTERED_BORDER)
     return out
 
 
@@ -502,14 +526,26 @@ def _best_per_cluster_pair(pairs: np.ndarray, score: np.ndarray, cluster: np.nda
                            most: int = PER_CLUSTER_PAIR, positions: bool = False) -> np.ndarray:
     """The `most` best-scoring pairs between each two clusters, in pair order (their
     positions in `pairs` with `positions`)."""
-    a, b = cluster[pairs[:, 0]], cluster[pairs[:, 1]]
-    key = np.minimum(a, b) * (int(cluster.max(initial=0)) + 1) + np.maximum(a, b)
+    key = _cluster_pair_key(pairs, cluster)
     order = np.lexsort((-score, key))
     key = key[order]
     starts = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, bool)
     rank = np.arange(len(key)) - np.maximum.accumulate(np.where(starts, np.arange(len(key)), 0))
     chosen = np.sort(order[rank < most])
     return chosen if positions else pairs[chosen]
+
+
+def _cluster_pair_key(pairs: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """One integer per unordered pair of the pairs' clusters."""
+    a, b = cluster[pairs[:, 0]], cluster[pairs[:, 1]]
+    return np.minimum(a, b) * (int(cluster.max(initial=0)) + 1) + np.maximum(a, b)
+
+
+def _cluster_pair_sizes(pairs: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    """For each pair, how many of the pairs join the same two clusters."""
+    _, at, count = np.unique(_cluster_pair_key(pairs, cluster), return_inverse=True,
+                             return_counts=True)
+    return count[at]
 
 
 def _near(keys: pa.Table, kind: str, radius: int, flips: bool) -> np.ndarray:

@@ -151,6 +151,41 @@ def registered_correlation(a: np.ndarray, alternatives: list[np.ndarray], max_sh
     return score.numpy()
 
 
+def shifted_correlation(a: np.ndarray, alternatives: list[np.ndarray], max_shift: int,
+                        border: int) -> np.ndarray:
+    """For rows of flattened square images a (n, side*side) and alternatives for their partners
+    (b, and b's mirror image): the best Pearson correlation of a's interior (`border` pixels in
+    from each edge) with a window of the same size in b moved by whole pixels, up to
+    `max_shift` (<= border) each way. No blur, no scale, no iterations: about 50 us a pair on
+    one core against the alignment's milliseconds, which is what ranking candidates for the
+    alignment needs (a shifted copy's origin ranks above other perturbed copies of it)."""
+    n = len(a)
+    if n == 0:
+        return np.zeros(0, np.float32)
+    if not 0 <= max_shift <= border:
+        raise ValueError(f"max_shift {max_shift} must lie in 0..border ({border})")
+    side = int(round(np.sqrt(a.shape[1])))
+    inner, lo, hi = side - 2 * border, border - max_shift, side - border + max_shift
+
+    def tensor(x):
+        return torch.from_numpy(np.ascontiguousarray(x, np.float32)).view(-1, 1, side, side)
+
+    with torch.no_grad():
+        kernel = tensor(a)[:, :, border:side - border, border:side - border]
+        kernel = kernel - kernel.mean((2, 3), keepdim=True)
+        kernel = kernel / kernel.flatten(1).norm(dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)
+        ones = torch.ones(n, 1, inner, inner)
+        best = torch.full((n,), -1.0)
+        for b in alternatives:
+            window = tensor(b)[:, :, lo:hi, lo:hi].reshape(1, n, hi - lo, hi - lo)
+            dots = F.conv2d(window, kernel, groups=n)  # (1, n, 2 max_shift + 1, same)
+            sums = F.conv2d(window, ones, groups=n)
+            squares = F.conv2d(window * window, ones, groups=n)
+            spread = (squares - sums * sums / inner ** 2).clamp_min(1e-6).sqrt()
+            best = torch.maximum(best, (dots / spread).flatten(2).amax(2)[0])
+    return best.numpy()
+
+
 def _interior(side: int, border: int) -> torch.Tensor:
     """(1, side*side): 1 on the pixels at least `border` in from each edge."""
     inner = torch.zeros(side, side)

@@ -544,6 +544,40 @@ def test_registration_aligns_a_shift_and_scale_within_its_bounds_only():
     assert registered_correlation(a, [flat(far)], 3, 0.12, 3).max() < 0.9
 
 
+def test_shifted_correlation_finds_whole_pixel_shifts_within_its_bound():
+    """The registered tier's ranking score: a copy moved by whole pixels (up to max_shift)
+    scores as its interior correlates at the right shift (1 for an exact move), its mirror
+    image through the mirrored alternative; other faces and moves past the bound stay low;
+    with max_shift 0 it is the plain Pearson correlation of the interiors."""
+    import cv2
+
+    from fer_data.registration import shifted_correlation
+
+    faces = np.stack([cv2.resize(f, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+                      for f in smooth_faces(12, 7)])
+    flat = faces.reshape(len(faces), -1)
+    moves = [(k % 7 - 3, (2 * k) % 7 - 3) for k in range(len(faces))]  # -3..3 each axis
+    moved = np.stack([np.roll(f, m, axis=(0, 1)) for f, m in zip(faces, moves, strict=True)])
+    plain = np.array([np.corrcoef(x, y)[0, 1] for x, y in zip(flat, moved.reshape(12, -1),
+                                                              strict=True)])
+    score = shifted_correlation(flat, [moved.reshape(12, -1)], max_shift=3, border=3)
+    assert plain[[m != (0, 0) for m in moves]].max() < 0.97 and score.min() > 0.999
+    mirror = moved[:, :, ::-1].reshape(12, -1)
+    assert shifted_correlation(flat, [mirror], 3, 3).max() < 0.97
+    assert shifted_correlation(flat, [mirror, moved[:, :, ::-1][:, :, ::-1].reshape(12, -1)],
+                               3, 3).min() > 0.999
+    assert shifted_correlation(flat, [np.roll(moved, 1, axis=0).reshape(12, -1)], 3, 3).max() \
+        < 0.9
+    far = np.stack([np.roll(f, (3, 6), axis=(0, 1)) for f in faces]).reshape(12, -1)
+    assert shifted_correlation(flat, [far], 3, 3).max() < 0.97
+    inner = faces[:, 3:29, 3:29].reshape(12, -1)
+    other = np.roll(faces, 1, axis=0)
+    expected = [np.corrcoef(x, y)[0, 1] for x, y in zip(inner, other[:, 3:29, 3:29]
+                                                        .reshape(12, -1), strict=True)]
+    assert np.allclose(shifted_correlation(flat, [other.reshape(12, -1)], 0, 3), expected,
+                       atol=1e-4)
+
+
 def test_registered_tier_joins_shifted_and_recropped_copies_only():
     from fer_data.dedup import correlation, thumbnails
 
