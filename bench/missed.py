@@ -56,21 +56,24 @@ def capture() -> dict:
     return kept
 
 
-def has_pair(pairs: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Whether each (a, b) is among the unordered pairs."""
-    key = set(map(tuple, np.sort(pairs, axis=1).tolist()))
-    return np.array([(min(x, y), max(x, y)) in key for x, y in zip(a, b, strict=True)], bool)
+def has_pair(pairs: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Whether each (a, b) is among the unordered pairs of faces 0..n-1."""
+    def key(x, y):
+        return np.minimum(x, y).astype(np.int64) * n + np.maximum(x, y)
+
+    return np.isin(key(a, b), key(pairs[:, 0], pairs[:, 1]))
 
 
 def reaches(pairs: np.ndarray, faces: np.ndarray, target: np.ndarray,
             cluster: np.ndarray) -> np.ndarray:
-    """Whether each face has a pair with some face of its target cluster."""
-    where = {int(f): k for k, f in enumerate(faces)}
+    """Whether each face (distinct) has a pair with some face of its target cluster."""
+    where = np.full(len(cluster), -1)
+    where[faces] = np.arange(len(faces))
+    both = np.concatenate([pairs, pairs[:, ::-1]])
+    k = where[both[:, 0]]
+    k = k[(k >= 0) & (cluster[both[:, 1]] == target[np.maximum(k, 0)])]
     out = np.zeros(len(faces), bool)
-    for x, y in np.concatenate([pairs, pairs[:, ::-1]]):
-        k = where.get(int(x))
-        if k is not None and cluster[y] == target[k]:
-            out[k] = True
+    out[k] = True
     return out
 
 
@@ -96,9 +99,9 @@ def main() -> None:
     sizes = np.bincount(final)
     result = {
         "faces": n, "duplicate_pairs_seconds": round(seconds, 1), "missed": int(missed.sum()),
-        "origin_among_neighbours": int(has_pair(kept["neighbours"], q, o).sum()),
-        "origin_after_cluster_pair_cap": int(has_pair(kept["capped"], q, o).sum()),
-        "origin_aligned": int(has_pair(kept["aligned"], q, o).sum()),
+        "origin_among_neighbours": int(has_pair(kept["neighbours"], q, o, n).sum()),
+        "origin_after_cluster_pair_cap": int(has_pair(kept["capped"], q, o, n).sum()),
+        "origin_aligned": int(has_pair(kept["aligned"], q, o, n).sum()),
         "a_neighbour_in_origin_cluster": int(reaches(kept["neighbours"], q, final[o], final).sum()),
         "aligned_onto_origin_cluster": int(reaches(kept["aligned"], q, final[o], final).sum()),
         "aligned_pairs": len(kept["aligned"]),

@@ -478,28 +478,28 @@ def registered_pairs(thumbs: Thumbs, pairs: np.ndarray, options: DedupOptions,
     and scale within registered_shift and registered_scale (registration.py), the better of
     as-is and mirrored (with include_flips: a near-symmetric face's mirror image can correlate
     better before the alignment and worse after it)."""
-    out = np.zeros(len(pairs), np.float32)
-    for start in range(0, len(pairs), block):
-        part = pairs[start:start + block]
-        a, b = thumbs.standard(part[:, 0]), thumbs.standard(part[:, 1])
-        out[start:start + block] = registered_correlation(
-            a, [b, mirrored(b, THUMB_SIDE)] if options.include_flips else [b],
-            options.registered_shift, options.registered_scale, REGISTERED_BORDER)
-    return out
+    return _by_blocks(thumbs, pairs, options.include_flips, block, lambda a, b: (
+        registered_correlation(a, b, options.registered_shift, options.registered_scale,
+                               REGISTERED_BORDER)))
 
 
 def shifted_pairs(thumbs: Thumbs, pairs: np.ndarray, options: DedupOptions,
                   block: int = 16384) -> np.ndarray:
     """Each pair's best thumbnail correlation over whole-pixel shifts of up to registered_shift
     (registration.shifted_correlation), the better of as-is and mirrored with include_flips."""
-    out = np.zeros(len(pairs), np.float32)
     shift = min(int(options.registered_shift), REGISTERED_BORDER)
+    return _by_blocks(thumbs, pairs, options.include_flips, block, lambda a, b: (
+        shifted_correlation(a, b, shift, REGISTERED_BORDER)))
+
+
+def _by_blocks(thumbs: Thumbs, pairs: np.ndarray, flips: bool, block: int, score) -> np.ndarray:
+    """score(a, [b] or [b, b mirrored]) over the pairs' standardized thumbnails, a block of
+    pairs at a time (the float copies of a million pairs would not fit)."""
+    out = np.zeros(len(pairs), np.float32)
     for start in range(0, len(pairs), block):
         part = pairs[start:start + block]
         a, b = thumbs.standard(part[:, 0]), thumbs.standard(part[:, 1])
-        out[start:start + block] = shifted_correlation(
-            a, [b, mirrored(b, THUMB_SIDE)] if options.include_flips else [b], shift,
-            REGISTERED_BORDER)
+        out[start:start + block] = score(a, [b, mirrored(b, THUMB_SIDE)] if flips else [b])
     return out
 
 

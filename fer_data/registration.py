@@ -174,14 +174,13 @@ def shifted_correlation(a: np.ndarray, alternatives: list[np.ndarray], max_shift
         kernel = tensor(a)[:, :, border:side - border, border:side - border]
         kernel = kernel - kernel.mean((2, 3), keepdim=True)
         kernel = kernel / kernel.flatten(1).norm(dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)
-        ones = torch.ones(n, 1, inner, inner)
         best = torch.full((n,), -1.0)
         for b in alternatives:
             window = tensor(b)[:, :, lo:hi, lo:hi].reshape(1, n, hi - lo, hi - lo)
             dots = F.conv2d(window, kernel, groups=n)  # (1, n, 2 max_shift + 1, same)
-            sums = F.conv2d(window, ones, groups=n)
-            squares = F.conv2d(window * window, ones, groups=n)
-            spread = (squares - sums * sums / inner ** 2).clamp_min(1e-6).sqrt()
+            # each shifted window's own spread: the box means of b and of b squared
+            mean, square = (F.avg_pool2d(x, inner, stride=1) for x in (window, window * window))
+            spread = ((square - mean * mean) * inner ** 2).clamp_min(1e-6).sqrt()
             best = torch.maximum(best, (dots / spread).flatten(2).amax(2)[0])
     return best.numpy()
 
